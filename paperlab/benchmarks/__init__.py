@@ -1,0 +1,10 @@
+"""Benchmarks: ours against the fastest reference, same process, interleaved, median of repeats.
+
+A benchmark is a function ``fn(ctx: BenchContext) -> list[BenchRow]`` registered with
+``@export_benchmark(name, group=...)``; ``paperlab bench NAME`` runs every benchmark whose name
+or group is NAME. One module per family (``algorithms.py``, ``attention.py``, ...).
+"""
+
+from paperlab.benchmarks.base import BenchContext, BenchRow, compare
+
+__all__ = ["BenchContext", "BenchRow", "compare"]

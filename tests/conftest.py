@@ -1,0 +1,44 @@
+"""Shared test set-up.
+
+``require(module)`` imports an optional reference package. Missing, it fails the test in CI
+(``CI`` set) and skips it elsewhere with the reason printed, as DESIGN.md asks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # so tests can `from parity import ...`
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def require(module: str, why: str = "parity reference") -> ModuleType:
+    """Import ``module`` or fail (in CI) / skip (elsewhere) the calling test."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        msg = f"{why} {module!r} is not installed ({exc}); pip install -e '.[test]'"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Keep tests deterministic in thread use and quiet on two cores."""
+    try:
+        import torch
+    except ImportError:  # pure-Python tests do not need torch
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(min(old, 2))
+    yield
+    torch.set_num_threads(old)

@@ -1,0 +1,106 @@
+"""One helper for every parity test: ours vs an independent reference, with per-dtype tolerances.
+
+``assert_close(ours, ref, dtype=...)`` compares tensors (or nested tuples/lists of them) and on
+failure prints the max absolute and relative error and where it occurred.
+``assert_parity(ours_fn, ref_fn, inputs, ...)`` runs both functions on the same inputs, compares
+the outputs, then back-propagates the same random cotangent through both and compares the
+gradients with respect to every floating-point input that requires grad.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+# (atol, rtol) per dtype: float64 ~1e-10, float32 ~1e-5, bf16/fp16 ~1e-2 (DESIGN.md).
+TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-5, 1e-5),
+    torch.bfloat16: (1e-2, 1e-2),
+    torch.float16: (1e-2, 1e-2),
+}
+
+
+def _flatten(x: Any) -> list[torch.Tensor]:
+    if isinstance(x, torch.Tensor):
+        return [x]
+    if isinstance(x, (tuple, list)):
+        return [t for item in x for t in _flatten(item)]
+    if isinstance(x, dict):
+        return [t for k in sorted(x) for t in _flatten(x[k])]
+    raise TypeError(f"cannot compare object of type {type(x).__name__}")
+
+
+def assert_close(
+    ours: Any,
+    ref: Any,
+    *,
+    dtype: torch.dtype | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    what: str = "output",
+) -> float:
+    """Assert every tensor in ``ours`` equals the matching one in ``ref``; return the max abs error."""
+    a_list, b_list = _flatten(ours), _flatten(ref)
+    assert len(a_list) == len(b_list), f"{what}: {len(a_list)} tensors vs {len(b_list)}"
+    worst = 0.0
+    for i, (a, b) in enumerate(zip(a_list, b_list)):
+        assert a.shape == b.shape, f"{what}[{i}]: shape {tuple(a.shape)} vs {tuple(b.shape)}"
+        d = dtype or a.dtype
+        default_atol, default_rtol = TOLERANCES.get(d, (1e-5, 1e-5))
+        at = default_atol if atol is None else atol
+        rt = default_rtol if rtol is None else rtol
+        a64, b64 = a.detach().double().cpu(), b.detach().double().cpu()
+        if a64.numel() == 0:
+            continue
+        err = (a64 - b64).abs()
+        max_abs = err.max().item()
+        rel = (err / b64.abs().clamp_min(1e-12)).max().item()
+        worst = max(worst, max_abs)
+        ok = bool((err <= at + rt * b64.abs()).all()) and not bool(torch.isnan(a64).any())
+        assert ok, (
+            f"{what}[{i}] differs: max abs err {max_abs:.3e}, max rel err {rel:.3e} "
+            f"(atol {at:g}, rtol {rt:g}, dtype {d}), worst at index "
+            f"{tuple(int(j) for j in torch.unravel_index(err.argmax(), err.shape))}"
+        )
+    return worst
+
+
+def assert_parity(
+    ours_fn: Callable[..., Any],
+    ref_fn: Callable[..., Any],
+    inputs: Sequence[torch.Tensor],
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+    grad_atol: float | None = None,
+    grad_rtol: float | None = None,
+    check_grad: bool = True,
+    seed: int = 0,
+) -> None:
+    """Forward and backward parity of two functions on the same inputs."""
+    ours_in = [x.detach().clone().requires_grad_(x.requires_grad) for x in inputs]
+    ref_in = [x.detach().clone().requires_grad_(x.requires_grad) for x in inputs]
+    out_a, out_b = ours_fn(*ours_in), ref_fn(*ref_in)
+    assert_close(out_a, out_b, atol=atol, rtol=rtol, what="forward")
+    if not check_grad:
+        return
+    g = torch.Generator().manual_seed(seed)
+    flat_a, flat_b = _flatten(out_a), _flatten(out_b)
+    total_a = sum((t * torch.randn(t.shape, generator=g).to(t)).sum() for t in flat_a
+                  if t.is_floating_point())
+    g = torch.Generator().manual_seed(seed)
+    total_b = sum((t * torch.randn(t.shape, generator=g).to(t)).sum() for t in flat_b
+                  if t.is_floating_point())
+    wants = [i for i, x in enumerate(inputs) if x.requires_grad]
+    if not wants:
+        return
+    grads_a = torch.autograd.grad(total_a, [ours_in[i] for i in wants], allow_unused=True)
+    grads_b = torch.autograd.grad(total_b, [ref_in[i] for i in wants], allow_unused=True)
+    for i, ga, gb in zip(wants, grads_a, grads_b):
+        ga = torch.zeros_like(ours_in[i]) if ga is None else ga
+        gb = torch.zeros_like(ref_in[i]) if gb is None else gb
+        assert_close(ga, gb, atol=grad_atol if grad_atol is not None else atol,
+                     rtol=grad_rtol if grad_rtol is not None else rtol, what=f"grad of input {i}")
