@@ -101,5 +101,5 @@ def parse_value(key: str, raw: str, hint: Any) -> Any:
             return tuple(parse_value(key, p.strip(), elem) for p in parts)
     except ValueError:
         name = getattr(hint, "__name__", str(hint))
-        raise ConfigError(f"{key} expects a {name}, got {raw!r}") from None
+        raise ConfigError(f"{key} expects a value of type {name}, got {raw!r}") from None
     return raw

@@ -50,8 +50,8 @@ def test_overrides_parse_each_type():
     "item, message",
     [
         ("nope=1", "unknown key 'nope'"),
-        ("steps=1.5", "steps expects a int"),
-        ("amp=maybe", "amp expects a bool"),
+        ("steps=1.5", "steps expects a value of type int"),
+        ("amp=maybe", "amp expects a value of type bool"),
         ("lr", "expects key=value"),
     ],
 )
