@@ -39,8 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     s = sub.add_parser("list", help="list registered components (optionally of one KIND)")
-    s.add_argument("kind", nargs="?", choices=registry.KINDS, metavar="KIND",
-                   help=f"one of: {', '.join(registry.KINDS)}")
+    s.add_argument(
+        "kind",
+        nargs="?",
+        choices=registry.KINDS,
+        metavar="KIND",
+        help=f"one of: {', '.join(registry.KINDS)}",
+    )
 
     s = sub.add_parser("run", help="run experiments (NAME... or all) and write runs/")
     s.add_argument("names", nargs="+", metavar="NAME", help="experiment names, or 'all'")
@@ -60,8 +65,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=7, help="timed repeats, median kept (default 7)")
     s.add_argument("--device", default="cpu", help="torch device (default cpu)")
     s.add_argument("--quick", action="store_true", help="a short size sweep")
-    s.add_argument("--out", type=Path, default=Path("runs/bench"),
-                   help="results folder (default runs/bench/)")
+    s.add_argument(
+        "--out", type=Path, default=Path("runs/bench"), help="results folder (default runs/bench/)"
+    )
+
+    s = sub.add_parser("train", help="train a recipe (also under torchrun for DDP)")
+    s.add_argument("recipe", metavar="RECIPE", help="recipe name (paperlab list recipe)")
+    s.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set steps=100 (repeatable)",
+    )
+    s.add_argument(
+        "--resume",
+        type=Path,
+        metavar="PATH",
+        help="checkpoint folder, or a run's checkpoints/ folder (newest is taken)",
+    )
+    s.add_argument("--out", help="output folder (default runs/train/RECIPE)")
+    s.add_argument("--device", help="torch device (default cuda:LOCAL_RANK if available, else cpu)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("tour", help="run every experiment at quick size and build the site")
     s.add_argument("--tag", help="only experiments with this tag")
@@ -111,26 +137,36 @@ def _run_many(names: list[str], args: argparse.Namespace, runs: Path) -> list[An
 
     records = []
     console = _console()
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         overall = progress.add_task("experiments", total=len(names))
         inner = progress.add_task("", total=None, visible=False)
 
         def report(label: str, done: int, total: int) -> None:
-            progress.update(inner, description=f"  {label}", completed=done, total=total or None,
-                            visible=True)
+            progress.update(
+                inner, description=f"  {label}", completed=done, total=total or None, visible=True
+            )
 
         for name in names:
             progress.update(overall, description=f"[bold]{name}")
             progress.reset(inner, visible=False)
-            rec = run_experiment(name, size=args.size, seed=args.seed, device=args.device,
-                                 runs=runs, progress=report)
+            rec = run_experiment(
+                name, size=args.size, seed=args.seed, device=args.device, runs=runs, progress=report
+            )
             records.append(rec)
-            mark = "[red]crashed" if rec.error else (
-                "[green]ok" if rec.data["passed"] else "[yellow]claim failed")
-            progress.console.print(f"{name}: {mark}[/] ({rec.data['seconds']:.1f} s) "
-                                   f"{rec.data['summary']}")
+            mark = (
+                "[red]crashed"
+                if rec.error
+                else ("[green]ok" if rec.data["passed"] else "[yellow]claim failed")
+            )
+            progress.console.print(
+                f"{name}: {mark}[/] ({rec.data['seconds']:.1f} s) {rec.data['summary']}"
+            )
             progress.advance(overall)
         progress.update(inner, visible=False)
     return records
@@ -146,8 +182,13 @@ def _claims_table(records: list[Any]) -> Any:
         if rec.error:
             table.add_row(rec.name, "(experiment crashed)", "-", "-", "[red]ERROR")
         for c in rec.data["claims"]:
-            table.add_row(rec.name, c["statement"], _fmt(c["value"]), f"{c['op']} {_fmt(c['threshold'])}",
-                          "[green]pass" if c["passed"] else "[red]FAIL")
+            table.add_row(
+                rec.name,
+                c["statement"],
+                _fmt(c["value"]),
+                f"{c['op']} {_fmt(c['threshold'])}",
+                "[green]pass" if c["passed"] else "[red]FAIL",
+            )
     return table
 
 
@@ -162,9 +203,11 @@ def _summarise(records: list[Any], console: Any) -> tuple[int, int, int]:
     claims = [c for r in records for c in r.data["claims"]]
     failed = sum(not c["passed"] for c in claims)
     crashed = sum(bool(r.error) for r in records)
-    console.print(f"{len(records)} experiments, {len(claims)} claims: "
-                  f"{len(claims) - failed} passed, {failed} failed"
-                  + (f", {crashed} experiments crashed" if crashed else ""))
+    console.print(
+        f"{len(records)} experiments, {len(claims)} claims: "
+        f"{len(claims) - failed} passed, {failed} failed"
+        + (f", {crashed} experiments crashed" if crashed else "")
+    )
     for r in records:
         if r.error:
             console.print(f"[red]{r.name} crashed:[/]\n{r.error}")
@@ -188,7 +231,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from paperlab.report import build_site
 
     if not args.runs.is_dir():
-        raise PaperlabError(f"runs folder {str(args.runs)!r} does not exist (run experiments first)")
+        raise PaperlabError(
+            f"runs folder {str(args.runs)!r} does not exist (run experiments first)"
+        )
     ensure_writable(args.out, "site folder")
     index = build_site(args.runs, args.out)
     _console().print(f"report written to {index}")
@@ -215,8 +260,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for col in ("case", "size", "ours", "reference", "ratio ours/ref"):
             table.add_column(col, justify="right" if col != "case" else "left")
         for r in rows:
-            table.add_row(r.case, r.size, _fmt_time(r.ours_s), f"{_fmt_time(r.reference_s)} ({r.reference})",
-                          f"{r.ratio:.2f}")
+            table.add_row(
+                r.case,
+                r.size,
+                _fmt_time(r.ours_s),
+                f"{_fmt_time(r.reference_s)} ({r.reference})",
+                f"{r.ratio:.2f}",
+            )
         console.print(table)
         console.print(f"written to {path}")
     return 0
@@ -227,6 +277,35 @@ def _fmt_time(s: float) -> str:
         if s >= scale:
             return f"{s / scale:.3g} {unit}"
     return f"{s / 1e-9:.3g} ns"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from paperlab.training.distributed import init_from_env, shutdown
+    from paperlab.training.trainer import train
+
+    entry = registry.get("recipe", args.recipe)
+    cfg = entry.meta["config"]().replace_from_strings(args.overrides)
+    if args.out:
+        cfg = cfg.replace_from_strings([f"out={args.out}"])
+    if args.no_progress:
+        cfg.progress = False
+    cfg.validate()
+    env = init_from_env(args.device)
+    try:
+        summary = train(args.recipe, cfg, resume=args.resume, env=env)
+    finally:
+        shutdown()
+    if env.is_main:
+        evals = "  ".join(f"{k} {v:.4f}" for k, v in summary.eval.items())
+        state = "interrupted" if summary.interrupted else "done"
+        _console().print(
+            f"{state} at step {summary.step}: loss {summary.loss:.4f}  {evals}  "
+            f"({summary.seconds:.1f} s, {env.world_size} process(es))"
+        )
+        if summary.checkpoint:
+            _console().print(f"checkpoint: {summary.checkpoint}")
+        _console().print(f"metrics: {summary.out / 'metrics.jsonl'}")
+    return 130 if summary.interrupted else 0
 
 
 def cmd_tour(args: argparse.Namespace) -> int:
@@ -251,5 +330,6 @@ COMMANDS = {
     "run": cmd_run,
     "report": cmd_report,
     "bench": cmd_bench,
+    "train": cmd_train,
     "tour": cmd_tour,
 }

@@ -55,7 +55,5 @@ def check_int_list(name: str, values: object) -> list[int]:
     out = list(values)  # type: ignore[call-overload]
     for i, v in enumerate(out):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise ArgumentTypeError(
-                f"{name}[{i}] must be an int, got {type(v).__name__} {v!r}"
-            )
+            raise ArgumentTypeError(f"{name}[{i}] must be an int, got {type(v).__name__} {v!r}")
     return out

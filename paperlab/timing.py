@@ -67,7 +67,9 @@ def interleaved_times(
 def fit_power_law(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Least-squares slope of log(y) against log(x): the exponent b in y ~ a * x**b."""
     if len(xs) != len(ys) or len(xs) < 2:
-        raise ValueError(f"need at least two (x, y) pairs of equal length, got {len(xs)}, {len(ys)}")
+        raise ValueError(
+            f"need at least two (x, y) pairs of equal length, got {len(xs)}, {len(ys)}"
+        )
     lx = [math.log(x) for x in xs]
     ly = [math.log(max(y, 1e-12)) for y in ys]
     mx, my = statistics.fmean(lx), statistics.fmean(ly)

@@ -42,7 +42,7 @@ def assert_close(
     rtol: float | None = None,
     what: str = "output",
 ) -> float:
-    """Assert every tensor in ``ours`` equals the matching one in ``ref``; return the max abs error."""
+    """Assert each tensor in ``ours`` equals its match in ``ref``; return the max abs error."""
     a_list, b_list = _flatten(ours), _flatten(ref)
     assert len(a_list) == len(b_list), f"{what}: {len(a_list)} tensors vs {len(b_list)}"
     worst = 0.0
@@ -89,11 +89,13 @@ def assert_parity(
         return
     g = torch.Generator().manual_seed(seed)
     flat_a, flat_b = _flatten(out_a), _flatten(out_b)
-    total_a = sum((t * torch.randn(t.shape, generator=g).to(t)).sum() for t in flat_a
-                  if t.is_floating_point())
+    total_a = sum(
+        (t * torch.randn(t.shape, generator=g).to(t)).sum() for t in flat_a if t.is_floating_point()
+    )
     g = torch.Generator().manual_seed(seed)
-    total_b = sum((t * torch.randn(t.shape, generator=g).to(t)).sum() for t in flat_b
-                  if t.is_floating_point())
+    total_b = sum(
+        (t * torch.randn(t.shape, generator=g).to(t)).sum() for t in flat_b if t.is_floating_point()
+    )
     wants = [i for i, x in enumerate(inputs) if x.requires_grad]
     if not wants:
         return
@@ -102,5 +104,10 @@ def assert_parity(
     for i, ga, gb in zip(wants, grads_a, grads_b):
         ga = torch.zeros_like(ours_in[i]) if ga is None else ga
         gb = torch.zeros_like(ref_in[i]) if gb is None else gb
-        assert_close(ga, gb, atol=grad_atol if grad_atol is not None else atol,
-                     rtol=grad_rtol if grad_rtol is not None else rtol, what=f"grad of input {i}")
+        assert_close(
+            ga,
+            gb,
+            atol=grad_atol if grad_atol is not None else atol,
+            rtol=grad_rtol if grad_rtol is not None else rtol,
+            what=f"grad of input {i}",
+        )

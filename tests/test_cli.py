@@ -18,8 +18,13 @@ COMMANDS = ["list", "run", "report", "bench", "tour"]
 
 
 def _paperlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "paperlab", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "paperlab", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -142,8 +147,9 @@ def test_strict_and_crash_exit_codes(toy_experiments, tmp_path, capsys):
 
 def test_tour_by_tag_builds_site(toy_experiments, tmp_path, capsys):
     runs, site = tmp_path / "runs", tmp_path / "site"
-    code = main(["tour", "--tag", "toy", "--size", "smoke", "--runs", str(runs),
-                 "--site", str(site)])
+    code = main(
+        ["tour", "--tag", "toy", "--size", "smoke", "--runs", str(runs), "--site", str(site)]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "2 experiments, 2 claims: 1 passed, 1 failed" in out

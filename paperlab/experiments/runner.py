@@ -44,7 +44,9 @@ def ensure_writable(folder: Path, what: str = "output folder") -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise OutputError(f"{what} {str(folder)!r} is not writable: {exc.strerror or exc}") from None
+        raise OutputError(
+            f"{what} {str(folder)!r} is not writable: {exc.strerror or exc}"
+        ) from None
     return folder
 
 
@@ -62,7 +64,9 @@ def experiment_names(names: list[str], tag: str | None = None) -> list[str]:
     if tag is not None:
         tags = {t for n in known for t in registry.get("experiment", n).meta.get("tags", ())}
         if tag not in tags:
-            raise ArgumentError(f"no experiment is tagged {tag!r} (tags: {', '.join(sorted(tags))})")
+            raise ArgumentError(
+                f"no experiment is tagged {tag!r} (tags: {', '.join(sorted(tags))})"
+            )
         chosen = [n for n in chosen if tag in registry.get("experiment", n).meta.get("tags", ())]
     return chosen
 
