@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", help="torch device (default cpu)")
     s.add_argument("--quick", action="store_true", help="a short size sweep")
     s.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads on the CPU (default 1: steady timings)",
+    )
+    s.add_argument(
         "--out", type=Path, default=Path("runs/bench"), help="results folder (default runs/bench/)"
     )
 
@@ -114,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -251,6 +258,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ArgumentError(f"--repeats must be >= 1, got {args.repeats}")
     names = benchmark_names(args.names)
     out = ensure_writable(args.out, "benchmark folder")
+    if args.threads < 1:
+        raise ArgumentError(f"--threads must be >= 1, got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)
     ctx = BenchContext(repeats=args.repeats, device=args.device, quick=args.quick)
     console = _console()
     for name in names:
