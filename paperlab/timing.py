@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 
 def _sync(device: str | None) -> None:
@@ -76,3 +77,71 @@ def fit_power_law(xs: Sequence[float], ys: Sequence[float]) -> float:
     sxx = sum((a - mx) ** 2 for a in lx)
     sxy = sum((a - mx) * (b - my) for a, b in zip(lx, ly))
     return sxy / sxx
+
+
+def time_sweep(
+    sizes: Iterable[int],
+    make: Callable[[int], dict[str, Callable[[], object]]],
+    *,
+    repeats: int = 5,
+    min_time: float = 0.02,
+) -> dict[str, list[float]]:
+    """Median seconds per call of each method at each size (methods interleaved per size).
+
+    ``make(n)`` returns the methods to time at size n; a method may be left out at sizes where
+    it does not fit, and its list then holds NaN there. ``sizes`` may be a progress iterator
+    (``ctx.track(sizes)``).
+    """
+    measured = [interleaved_times(make(n), repeats=repeats, min_time=min_time) for n in sizes]
+    names = list(dict.fromkeys(name for m in measured for name in m))
+    return {name: [m.get(name, math.nan) for m in measured] for name in names}
+
+
+def growth_exponent(sizes: Sequence[float], times: Sequence[float], last: int = 3) -> float:
+    """Fitted b in time ~ n^b over the ``last`` largest sizes that were measured (not NaN)."""
+    pairs = [(n, t) for n, t in zip(sizes, times) if not math.isnan(t)][-last:]
+    return fit_power_law([n for n, _ in pairs], [t for _, t in pairs])
+
+
+def crossover(sizes: Sequence[int], fast: Sequence[float], slow: Sequence[float]) -> float:
+    """Length from which ``fast`` stays below ``slow`` (log-interpolated); NaN if it never does.
+
+    Only sizes where both were measured count. Returns the smallest such size when ``fast`` is
+    below everywhere (the crossover is then at or below it).
+    """
+    pts = [(n, f, s) for n, f, s in zip(sizes, fast, slow) if not (math.isnan(f) or math.isnan(s))]
+    if not pts or pts[-1][1] >= pts[-1][2]:
+        return math.nan
+    i = len(pts) - 1
+    while i > 0 and pts[i - 1][1] < pts[i - 1][2]:
+        i -= 1
+    if i == 0:
+        return float(pts[0][0])
+    (n0, f0, s0), (n1, f1, s1) = pts[i - 1], pts[i]
+    a0, a1 = math.log(f0 / s0), math.log(f1 / s1)  # changes sign between n0 and n1
+    x0, x1 = math.log(n0), math.log(n1)
+    return math.exp(x0 + (x1 - x0) * a0 / (a0 - a1))
+
+
+def describe_crossover(value: float, sizes: Sequence[int]) -> str:
+    """'~1043', '<=256' (faster everywhere measured) or 'none' (never faster)."""
+    if math.isnan(value):
+        return "none"
+    return f"<={value:.0f}" if value == sizes[0] else f"~{value:.0f}"
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, restoring the previous count after.
+
+    Experiments run on one thread on the CPU: their tensors are small, and a second thread on
+    a two-core machine mostly adds contention and noise to timings.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

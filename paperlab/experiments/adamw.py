@@ -16,8 +16,11 @@ gradients see a step of about ``lr`` straight toward zero and collapse. The clai
 the decay rate of the highest-gradient row with that of the lowest-gradient row under each
 optimizer: about 1 for AdamW, far below 1 for Adam + L2 (Loshchilov & Hutter 2019, sec. 2).
 
-(A task-level comparison on real data is left out: scikit-learn's digits are not installed,
-and a synthetic task would add noise without adding to the mechanism shown here.)
+The effect on a small task: the same MLP is trained on scikit-learn's digits with Adam + L2
+and with AdamW over a sweep of weight-decay values, and the test accuracy and the final weight
+norm are recorded for each (the paper's Figure 2, in miniature). This part is reported as
+measured, with no claim: on 1,400 training images the accuracy differences are small and the
+note's claim is about the mechanism above.
 """
 
 from __future__ import annotations
@@ -43,27 +46,7 @@ def decay_run(
     record_every: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``cls`` on noise gradients; return the final row means and the recorded history
-    (``steps // record_every + 1`` x ``S``) of row means. Runs on one thread: the tensors are
-    tiny, and on a busy two-core machine intra-op threads made it ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _decay_run(cls, scales, coords, steps, lr, weight_decay, generator_seed,
-                          record_every)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _decay_run(
-    cls: type[Adam],
-    scales: torch.Tensor,
-    coords: int,
-    steps: int,
-    lr: float,
-    weight_decay: float,
-    generator_seed: int,
-    record_every: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    (``steps // record_every + 1`` x ``S``) of row means."""
     w = nn.Parameter(torch.ones(len(scales), coords, dtype=torch.float64))
     opt = cls([w], lr=lr, weight_decay=weight_decay, foreach=False)
     gen = torch.Generator().manual_seed(generator_seed)
@@ -80,6 +63,40 @@ def _decay_run(
 def decay_rate(mean_w: torch.Tensor, steps: int) -> torch.Tensor:
     """Per-step effective decay ``-ln(mean w_T / w_0) / T`` (``w_0 = 1``), floored away from 0."""
     return -torch.log(mean_w.clamp_min(1e-300)) / steps
+
+
+def digits_sweep(
+    ctx: Context, decays: list[float], steps: int, lr: float = 3e-3
+) -> dict[str, dict[str, list[float]]]:
+    """Train the digits MLP with Adam + L2 and with AdamW at each weight decay.
+
+    Returns, per optimizer, the test accuracy and the final weight norm at each decay.
+    """
+    from paperlab.data.digits import digits_split
+    from paperlab.recipes.digits import DigitsMLP
+
+    train_set, test_set = digits_split(seed=0)
+    x, y = train_set.tensors
+    tx, ty = test_set.tensors
+    out: dict[str, dict[str, list[float]]] = {}
+    for label, cls in (("Adam + L2", Adam), ("AdamW", AdamW)):
+        acc, norm = [], []
+        for wd in ctx.track(decays, label=f"digits, {label}"):
+            torch.manual_seed(ctx.seed)
+            model = DigitsMLP(hidden=128, depth=2, dropout=0.0)
+            opt = cls(model.parameters(), lr=lr, weight_decay=wd)
+            g = ctx.generator(offset=7)
+            for _ in range(steps):
+                idx = torch.randint(0, len(y), (64,), generator=g)
+                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                acc.append((model(tx).argmax(-1) == ty).float().mean().item())
+                norm.append(torch.sqrt(sum(p.pow(2).sum() for p in model.parameters())).item())
+        out[label] = {"test_accuracy": acc, "weight_norm": norm}
+    return out
 
 
 @export_experiment(
@@ -131,6 +148,18 @@ def adamw_vs_adam(ctx: Context) -> Result:
     fig.tight_layout()
     ctx.savefig(fig, "adamw_vs_adam_decay")
 
+    decays = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+    task = digits_sweep(ctx, decays, steps=ctx.pick(smoke=20, quick=200, full=1500))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, marker in (("Adam + L2", "s-"), ("AdamW", "o-")):
+        ax1.semilogx(decays, task[label]["test_accuracy"], marker, label=label)
+        ax2.loglog(decays, task[label]["weight_norm"], marker, label=label)
+    ax1.set(xlabel="weight decay", ylabel="test accuracy", title="digits MLP: test accuracy")
+    ax2.set(xlabel="weight decay", ylabel="final weight norm", title="digits MLP: weight norm")
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    ctx.savefig(fig, "adamw_vs_adam_digits")
+
     claims = [
         Claim.check(
             "Adam + L2 decays weights unevenly: decay rate at sigma=10 / at sigma=1e-4 < 0.1",
@@ -157,11 +186,18 @@ def adamw_vs_adam(ctx: Context) -> Result:
         "adam_l2_high_sigma_rate_over_lr_wd_over_sigma": l2_vs_theory,
         "final_mean_w_adam_l2": runs["Adam + L2"][0].tolist(),
         "final_mean_w_adamw": runs["AdamW"][0].tolist(),
+        "digits_weight_decays": decays,
+        "digits_test_accuracy_adam_l2": task["Adam + L2"]["test_accuracy"],
+        "digits_test_accuracy_adamw": task["AdamW"]["test_accuracy"],
+        "digits_weight_norm_adam_l2": task["Adam + L2"]["weight_norm"],
+        "digits_weight_norm_adamw": task["AdamW"]["weight_norm"],
     }
     summary = (
         f"decay rate (sigma=10)/(sigma=1e-4): Adam+L2 {ratio['Adam + L2']:.2g}, "
         f"AdamW {ratio['AdamW']:.4f}; after {steps} steps mean w at sigma=1e-4/10: "
         f"Adam+L2 {runs['Adam + L2'][0][lo].item():.3g}/{runs['Adam + L2'][0][hi].item():.3g}, "
-        f"AdamW {runs['AdamW'][0][lo].item():.3g}/{runs['AdamW'][0][hi].item():.3g}"
+        f"AdamW {runs['AdamW'][0][lo].item():.3g}/{runs['AdamW'][0][hi].item():.3g}; "
+        f"digits best test accuracy: Adam+L2 {max(task['Adam + L2']['test_accuracy']):.3f}, "
+        f"AdamW {max(task['AdamW']['test_accuracy']):.3f}"
     )
     return Result(summary=summary, metrics=metrics, claims=claims)

@@ -84,15 +84,6 @@ def divisors_and_sqrt(n: int) -> list[int]:
 )
 def gradient_checkpointing(ctx: Context) -> Result:
     """Memory and time against the number of segments, and memory against depth."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _run(ctx)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(ctx: Context) -> Result:
     depth = ctx.pick(smoke=16, quick=36, full=64)
     width = ctx.pick(smoke=64, quick=256, full=512)
     batch = ctx.pick(smoke=32, quick=128, full=256)
