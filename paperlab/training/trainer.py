@@ -83,8 +83,6 @@ class TrainConfig(Config):
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.schedule not in ("cosine", "linear"):
             raise ConfigError(f"schedule must be cosine or linear, got {self.schedule!r}")
-        if self.warmup > self.steps:
-            raise ConfigError(f"warmup must be <= steps ({self.steps}), got {self.warmup}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ConfigError(f"amp must be auto, bf16 or off, got {self.amp!r}")
 
@@ -183,7 +181,10 @@ def train(
     model = task.model.to(env.device)
     optimizer = AdamW(param_groups_weight_decay(model, cfg.weight_decay), lr=cfg.lr)
     shape = WarmupCosine if cfg.schedule == "cosine" else WarmupLinear
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, shape(cfg.warmup, cfg.steps))
+    # a run shorter than the warmup warms up over the whole run
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, shape(min(cfg.warmup, cfg.steps), cfg.steps)
+    )
     start = 0
     if resume is not None:
         start = load_checkpoint(resume, model, optimizer, scheduler)["step"]

@@ -126,7 +126,11 @@ def _run(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
 
 
 def test_ddp_two_processes_equal_one_process(tmp_path):
-    """torchrun, 2 gloo processes, global batch 32 (16 each) == 1 process with batch 32."""
+    """torchrun, 2 gloo processes, global batch 32 (16 each) == 1 process with batch 32.
+
+    The DDP run also checkpoints its activations (our checkpoint_sequential inside DDP), the
+    single run does not: both must still take the same steps.
+    """
     common = [
         "train",
         "digits-mlp",
@@ -137,6 +141,8 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
         "dropout=0",
         "--set",
         "hidden=32",
+        "--set",
+        "depth=4",
         "--set",
         "batch_size=32",
     ]
@@ -152,6 +158,8 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
             "-m",
             "paperlab",
             *common,
+            "--set",
+            "activation_checkpointing=true",
             "--out",
             "two",
         ],
