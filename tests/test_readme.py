@@ -28,3 +28,11 @@ def test_ci_runs_the_readme_commands_verbatim():
     ci_lines = [line.strip() for line in ci.splitlines() if not line.strip().startswith("#")]
     for command in quickstart_commands():
         assert any(line.startswith(command) for line in ci_lines), f"CI does not run: {command}"
+
+
+def test_readme_python_example_runs():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
