@@ -1,0 +1,1 @@
+"""Sequence models (note C): recurrent networks, the Transformer, and state space models."""
