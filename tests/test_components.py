@@ -90,14 +90,56 @@ POSITION: dict[str, Example] = {
     ),
 }
 
-EXAMPLES: dict[str, dict[str, Example]] = {"position": POSITION}
+# Attention modules share one constructor, (dim, num_heads, **extra): (B, N, C) -> (B, N, C).
+ATTENTION_EXTRA: dict[str, dict[str, Any]] = {
+    "local": {"window": 3},
+    "linformer": {"seq_len": N, "k": 4},
+}
+
+
+def _attention(name: str) -> Example:
+    return (
+        lambda: create("attention", name, dim=C, num_heads=H, **ATTENTION_EXTRA.get(name, {})),
+        lambda: (_x(),),
+        lambda m, x: m(x),
+        (B, N, C),
+    )
+
+
+VOCAB = 13
+
+
+def _tokens() -> tuple[torch.Tensor]:
+    return (torch.randint(0, VOCAB, (B, N)),)
+
+
+MODEL: dict[str, Example] = {
+    "decoder-lm": (
+        lambda: create("model", "decoder-lm", vocab_size=VOCAB, dim=C, num_heads=H),
+        _tokens,
+        lambda m, t: m(t),
+        (B, N, VOCAB),
+    ),
+    "transformer-block": (
+        lambda: create("model", "transformer-block", dim=C, num_heads=H, position="rope"),
+        lambda: (_x(),),
+        lambda m, x: m(x),
+        (B, N, C),
+    ),
+}
+
+EXAMPLES: dict[str, dict[str, Example]] = {
+    "position": POSITION,
+    "attention": {name: _attention(name) for name in registry.names("attention")},
+    "model": MODEL,
+}
 
 
 def _registered(kind: str) -> list[str]:
     return registry.names(kind)
 
 
-@pytest.mark.parametrize("kind", ["position"])
+@pytest.mark.parametrize("kind", ["position", "attention", "model"])
 def test_every_component_has_an_example(kind):
     missing = sorted(set(_registered(kind)) - set(EXAMPLES[kind]))
     assert not missing, f"add examples to tests/test_components.py for {kind}: {missing}"
