@@ -33,6 +33,12 @@ def _flatten(x: Any) -> list[torch.Tensor]:
     raise TypeError(f"cannot compare object of type {type(x).__name__}")
 
 
+def _real64(t: torch.Tensor) -> torch.Tensor:
+    """float64 copy on the CPU; a complex tensor becomes (..., 2) real and imaginary parts."""
+    t = t.detach().cpu()
+    return torch.view_as_real(t.to(torch.complex128)) if t.is_complex() else t.double()
+
+
 def assert_close(
     ours: Any,
     ref: Any,
@@ -52,7 +58,7 @@ def assert_close(
         default_atol, default_rtol = TOLERANCES.get(d, (1e-5, 1e-5))
         at = default_atol if atol is None else atol
         rt = default_rtol if rtol is None else rtol
-        a64, b64 = a.detach().double().cpu(), b.detach().double().cpu()
+        a64, b64 = _real64(a), _real64(b)
         if a64.numel() == 0:
             continue
         err = (a64 - b64).abs()
