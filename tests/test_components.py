@@ -113,7 +113,39 @@ def _tokens() -> tuple[torch.Tensor]:
     return (torch.randint(0, VOCAB, (B, N)),)
 
 
+def _recurrent(name: str) -> Example:
+    return (
+        lambda: create(
+            "model",
+            name,
+            input_size=C,
+            hidden_size=8,
+            num_layers=2,
+            batch_first=True,
+            bidirectional=True,
+        ),
+        lambda: (_x(),),
+        lambda m, x: m(x)[0],
+        (B, N, 16),
+    )
+
+
 MODEL: dict[str, Example] = {
+    "rnn": _recurrent("rnn"),
+    "lstm": _recurrent("lstm"),
+    "gru": _recurrent("gru"),
+    "s4d": (
+        lambda: create("model", "s4d", d_model=C, d_state=4),
+        lambda: (_x(),),
+        lambda m, x: m(x),
+        (B, N, C),
+    ),
+    "mamba": (
+        lambda: create("model", "mamba", d_model=C, n_layer=2, vocab_size=VOCAB, d_state=4),
+        _tokens,
+        lambda m, t: m(t),
+        (B, N, VOCAB),
+    ),
     "decoder-lm": (
         lambda: create("model", "decoder-lm", vocab_size=VOCAB, dim=C, num_heads=H),
         _tokens,
