@@ -36,7 +36,10 @@ registry name::
   A ``cache`` given without ``use_cache`` is read but no new cache is returned.
 
 Registered: ``softmax`` (``MultiHeadAttention``), ``linear`` (``LinearAttention``), ``local``
-(``LocalAttention``), ``linformer`` (``LinformerAttention``).
+(``LocalAttention``), ``linformer`` (``LinformerAttention``), ``performer``
+(``PerformerAttention``), ``norm-attention`` and ``diag-attention`` (TransNormer's
+``NormAttention``, ``DiagAttention``), ``gau`` (``GatedAttentionUnit``) and ``flash``
+(``FLASH``; GAU and FLASH use one shared head whatever ``num_heads`` says).
 """
 
 from __future__ import annotations
@@ -270,14 +273,17 @@ class AttentionModule(nn.Module):
 
 
 # The techniques, re-exported (they import the helpers above, so these come last).
+from paperlab.attention.gau import FLASH, GatedAttentionUnit, gau_attention, mixed_chunk_attention  # noqa: E402,E501
 from paperlab.attention.linear import (  # noqa: E402
     FEATURE_MAPS,
     LinearAttention,
     LinearState,
     linear_attention,
+    linear_attention_features,
     linear_attention_recurrent,
     linear_attention_step,
 )
+from paperlab.attention.performer import PerformerAttention, performer_attention  # noqa: E402
 from paperlab.attention.softmax import (  # noqa: E402
     MultiHeadAttention,
     attention_weights,
@@ -290,9 +296,28 @@ from paperlab.attention.sparse import (  # noqa: E402
     linformer_attention,
     local_attention,
 )
+from paperlab.attention.transnormer import (  # noqa: E402
+    DiagAttention,
+    NormAttention,
+    TransNormer,
+    diag_attention,
+    norm_attention,
+)
 
 __all__ = [
     "FEATURE_MAPS",
+    "FLASH",
+    "DiagAttention",
+    "GatedAttentionUnit",
+    "NormAttention",
+    "PerformerAttention",
+    "TransNormer",
+    "diag_attention",
+    "gau_attention",
+    "linear_attention_features",
+    "mixed_chunk_attention",
+    "norm_attention",
+    "performer_attention",
     "AttentionModule",
     "KVCache",
     "LinearAttention",

@@ -293,6 +293,57 @@ def linear_attention(
     return (out, LinearState(s, z, offset + n)) if return_state else out
 
 
+def linear_attention_features(
+    fq: torch.Tensor,
+    fk: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = False,
+    chunk_size: int | None = None,
+    normalize: bool = True,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """The linear-attention core on features already mapped: (B, H, N, Dv).
+
+    fq (B, H, N, F), fk (B, H, M, F) are phi(q), phi(k) (any feature map: Performer's random
+    features, TransNormer's kernel); v (B, H, M, Dv). ``normalize=True`` divides by
+    phi(q_i)^T z_i + eps as ``linear_attention`` does; ``normalize=False`` returns the
+    numerator phi(q_i)^T S_i alone (TransNormer's NormAttention). ``causal`` (N == M) uses the
+    chunked form (``chunk_size``, default 64). Half inputs are accumulated in float32.
+    """
+    b, h, n, m, _, dv = check_qkv(fq, fk, v)
+    eps = _check_eps(eps)
+    acc = accumulation_dtype(fq.dtype)
+    fq, fk, va = fq.to(acc), fk.to(acc), v.to(acc)
+    if not causal:
+        if chunk_size is not None:
+            raise ArgumentError(f"chunk_size={chunk_size} only applies to causal=True")
+        if normalize:
+            return _noncausal(fq, fk, fq, fk, va, eps).to(v.dtype)
+        return (fq @ (fk.transpose(-1, -2) @ va)).to(v.dtype)
+    if n != m:
+        raise ShapeError(f"causal linear attention needs N == M, got N={n}, M={m}")
+    chunk = DEFAULT_CHUNK if chunk_size is None else check_int("chunk_size", chunk_size,
+                                                               minimum=1)
+    if n == 0:
+        return v.new_zeros(b, h, 0, dv)
+    if normalize:
+        s0 = fq.new_zeros(b, h, fq.shape[-1], dv)
+        z0 = fq.new_zeros(b, h, fq.shape[-1])
+        return _causal_chunked(fq, fk, fq, fk, va, chunk, s0, z0, eps)[0].to(v.dtype)
+    c = min(chunk, n)
+    t = math.ceil(n / c)
+    pad = t * c - n
+
+    def blocks(x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (0, 0, 0, pad)) if pad else x
+        return x.reshape(b, h, t, c, x.shape[-1])
+
+    s0 = fq.new_zeros(b, h, fq.shape[-1], dv)
+    out = _chunk_scan(blocks(fq), blocks(fk), blocks(va), s0)[0]
+    return out.reshape(b, h, t * c, dv)[:, :, :n].to(v.dtype)
+
+
 # --- the recurrent form ----------------------------------------------------------------------
 
 
