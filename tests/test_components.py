@@ -131,6 +131,19 @@ def _recurrent(name: str) -> Example:
 
 
 MODEL: dict[str, Example] = {
+    "seq2seq-transformer": (
+        lambda: create(
+            "model",
+            "seq2seq-transformer",
+            src_vocab_size=VOCAB,
+            tgt_vocab_size=VOCAB,
+            dim=C,
+            num_heads=H,
+        ),
+        _tokens,
+        lambda m, t: m(t, t),
+        (B, N, VOCAB),
+    ),
     "rnn": _recurrent("rnn"),
     "lstm": _recurrent("lstm"),
     "gru": _recurrent("gru"),

@@ -1,0 +1,789 @@
+"""The encoder-decoder Transformer (Vaswani et al. 2017, "Attention Is All You Need").
+
+The idea: replace recurrence by attention. An encoder of N identical layers reads the whole
+source at once (every token attends to every token); a decoder of N layers produces the
+target left to right, each token attending causally to the target so far and, through
+**cross-attention**, to the encoder's output (the "memory")::
+
+    encoder layer:   x = Norm(x + SelfAttn(x))               # bidirectional
+                     x = Norm(x + FFN(x))
+    decoder layer:   y = Norm(y + SelfAttn_causal(y))
+                     y = Norm(y + CrossAttn(y, memory))      # queries y, keys/values memory
+                     y = Norm(y + FFN(y))
+    FFN(x) = W2 act(W1 x + b1) + b2                          # act = ReLU, hidden 4d
+
+That is the published **post-LN** layout (``norm_first=False``). ``norm_first=True`` is the
+**pre-LN** variant (x = x + Sublayer(Norm(x)), with a final Norm after each stack), which
+trains without warm-up (Xiong et al. 2020). Inputs are token embeddings scaled by sqrt(d)
+plus sinusoidal positions (any registered position works: absolute encodings are added to
+the embeddings, rotary / bias encodings go inside the self-attentions). The output head
+maps to target-vocabulary logits and may share the target embedding matrix (tied).
+
+Decoding: ``encode`` runs once; ``start_cache`` projects the memory to cross-attention keys
+and values once per layer; ``decode_step`` feeds new target tokens, growing each layer's
+self-attention KV cache. ``greedy_decode`` and ``beam_search`` (GNMT length penalty
+((5 + |Y|) / 6)^alpha, Wu et al. 2016) use it.
+
+Shapes: src (B, S) and tgt (B, T) integers; padding masks (B, S) / (B, T) bool, True =
+padding (``torch.nn.Transformer``'s convention); memory (B, S, d); logits (B, T, V_tgt).
+
+Relation to ``torch.nn.Transformer(batch_first=True)``: same layer maths; torch always puts
+a final LayerNorm after both stacks (``final_norm=True`` here); ``load_torch_transformer``
+copies its weights (its ``in_proj_weight`` rows split into our q/k/v projections).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paperlab.attention import KVCache
+from paperlab.attention.masks import check_key_padding_mask, merge_heads, split_heads
+from paperlab.attention.softmax import MultiHeadAttention, scaled_dot_product_attention
+from paperlab.config import Config
+from paperlab.errors import ArgumentError, ArgumentTypeError, ConfigError, ShapeError, check_int
+from paperlab.registry import export_model
+from paperlab.sequence.lm import (
+    MLP,
+    NORMS,
+    build_absolute_position,
+    make_norm,
+    position_kind,
+)
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+# --- the functions ---------------------------------------------------------------------------
+
+
+def length_penalty(length: int | torch.Tensor, alpha: float) -> Any:
+    """GNMT's length normaliser ((5 + |Y|) / 6)^alpha; alpha = 0 scores by raw log-prob."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def length_penalty_value(length: int, alpha: float) -> float:
+    """``length_penalty`` as a float (1.0 when alpha = 0)."""
+    return 1.0 if alpha == 0 else float(length_penalty(length, alpha))
+
+
+def cross_attention_kv(
+    attn: MultiHeadAttention, memory: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values of the memory (B, S, d) for one cross-attention: (B, H, S, D) each."""
+    h = attn.num_heads
+    return split_heads(attn.k_proj(memory), h), split_heads(attn.v_proj(memory), h)
+
+
+def cross_attend(
+    attn: MultiHeadAttention,
+    y: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    memory_padding: torch.Tensor | None,
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D)) v with precomputed memory keys/values: (B, T, d) -> (B, T, d)."""
+    q = split_heads(attn.q_proj(y), attn.num_heads)
+    p = attn.dropout if attn.training else 0.0
+    if memory_padding is None:
+        o = F.scaled_dot_product_attention(q, keys, values, dropout_p=p, scale=attn.scale)
+    else:
+        o = scaled_dot_product_attention(
+            q, keys, values, scale=attn.scale, dropout_p=p, key_padding_mask=memory_padding
+        )
+    return attn.out_proj(merge_heads(o))
+
+
+# --- the layers ------------------------------------------------------------------------------
+
+
+class FeedForward(MLP):
+    """The position-wise FFN of the paper: Linear(d, f) -> ReLU (or GELU) -> Linear(f, d)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0, activation: str = "relu"):
+        super().__init__(dim, hidden, dropout)
+        if activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}"
+            )
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(ACTIVATIONS[self.activation](self.fc1(x))))
+
+
+def _residual(
+    x: torch.Tensor, norm: nn.Module, norm_first: bool, branch: Any, drop: nn.Module
+) -> torch.Tensor:
+    """Post-LN: norm(x + f(x)); pre-LN: x + f(norm(x))."""
+    if norm_first:
+        return x + drop(branch(norm(x)))
+    return norm(x + drop(branch(x)))
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention (bidirectional) then FFN, each in a residual with a norm."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        *,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        activation: str = "relu",
+        norm: str = "layernorm",
+        norm_first: bool = False,
+        position: str | nn.Module | None = None,
+        position_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(
+            dim, num_heads, dropout=attention_dropout, position=position,
+            position_kwargs=position_kwargs,
+        )
+        self.ffn = FeedForward(dim, ffn_dim, dropout, activation)
+        self.norm1, self.norm2 = make_norm(norm, dim), make_norm(norm, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.norm_first = bool(norm_first)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None):
+        def attend(h: torch.Tensor) -> torch.Tensor:
+            return self.self_attn(h, key_padding_mask=key_padding_mask)
+
+        x = _residual(x, self.norm1, self.norm_first, attend, self.dropout)
+        return _residual(x, self.norm2, self.norm_first, self.ffn, nn.Identity())
+
+
+class DecoderLayer(nn.Module):
+    """Causal self-attention, cross-attention to the memory, FFN; each residual + norm."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        *,
+        dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        activation: str = "relu",
+        norm: str = "layernorm",
+        norm_first: bool = False,
+        position: str | nn.Module | None = None,
+        position_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(
+            dim, num_heads, causal=True, dropout=attention_dropout, position=position,
+            position_kwargs=position_kwargs,
+        )
+        self.cross_attn = MultiHeadAttention(dim, num_heads, dropout=attention_dropout)
+        self.ffn = FeedForward(dim, ffn_dim, dropout, activation)
+        self.norm1, self.norm2, self.norm3 = (make_norm(norm, dim) for _ in range(3))
+        self.dropout = nn.Dropout(dropout)
+        self.norm_first = bool(norm_first)
+
+    def forward(
+        self,
+        y: torch.Tensor,
+        cross_kv: tuple[torch.Tensor, torch.Tensor],
+        memory_padding: torch.Tensor | None = None,
+        *,
+        key_padding_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, KVCache | None]:
+        """y (B, T, d) -> (B, T, d) and the grown self-attention cache (``None`` without)."""
+        new_cache: list[KVCache | None] = [None]
+
+        def attend(h: torch.Tensor) -> torch.Tensor:
+            if not use_cache:
+                return self.self_attn(h, key_padding_mask=key_padding_mask, cache=cache)
+            out, new_cache[0] = self.self_attn(
+                h, key_padding_mask=key_padding_mask, cache=cache, use_cache=True
+            )
+            return out
+
+        def cross(h: torch.Tensor) -> torch.Tensor:
+            return cross_attend(self.cross_attn, h, cross_kv[0], cross_kv[1], memory_padding)
+
+        y = _residual(y, self.norm1, self.norm_first, attend, self.dropout)
+        y = _residual(y, self.norm2, self.norm_first, cross, self.dropout)
+        y = _residual(y, self.norm3, self.norm_first, self.ffn, nn.Identity())
+        return y, new_cache[0]
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+@dataclass
+class Seq2SeqConfig(Config):
+    """An encoder-decoder Transformer. Defaults are the paper's layout at a small size.
+
+    ``ffn_dim`` defaults to 4 * dim; ``attention_dropout`` to ``dropout``; ``final_norm``
+    (a norm after each stack) to ``norm_first`` (pre-LN needs it, post-LN as published has
+    none; ``torch.nn.Transformer`` always has one); ``embedding_scale`` to sqrt(dim) and
+    ``init_std`` (token embeddings ~ N(0, std)) to dim^-1/2. ``position`` is a registered
+    encoding or ``"none"``. ``share_embeddings`` uses one table for source and target (the
+    vocabularies must then agree); ``tie_output`` reads logits off the target embedding.
+    """
+
+    src_vocab_size: int = 32
+    tgt_vocab_size: int = 32
+    dim: int = 64
+    num_heads: int = 4
+    num_encoder_layers: int = 2
+    num_decoder_layers: int = 2
+    ffn_dim: int | None = None
+    activation: str = "relu"
+    dropout: float = 0.1
+    attention_dropout: float | None = None
+    norm: str = "layernorm"
+    norm_first: bool = False
+    final_norm: bool | None = None
+    position: str = "sinusoidal"
+    position_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_positions: int = 1024
+    tie_output: bool = True
+    share_embeddings: bool = False
+    embedding_scale: float | None = None
+    init_std: float | None = None
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` naming the first bad field."""
+        for name in ("src_vocab_size", "tgt_vocab_size", "dim", "num_heads",
+                     "num_encoder_layers", "num_decoder_layers", "max_positions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        if self.dim % self.num_heads:
+            raise ConfigError(
+                f"dim={self.dim} must be divisible by num_heads={self.num_heads} "
+                f"(head dim = dim / num_heads)"
+            )
+        if self.ffn_dim is not None and (
+            isinstance(self.ffn_dim, bool) or not isinstance(self.ffn_dim, int)
+            or self.ffn_dim < 1
+        ):
+            raise ConfigError(f"ffn_dim must be a positive int or None, got {self.ffn_dim!r}")
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if value is None and name == "attention_dropout":
+                continue
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be a probability in [0, 1), got {value!r}")
+        for name in ("embedding_scale", "init_std"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or not value > 0):
+                raise ConfigError(f"{name} must be a positive number or None, got {value!r}")
+        if self.norm not in NORMS:
+            raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ConfigError(
+                f"share_embeddings needs src_vocab_size == tgt_vocab_size, got "
+                f"{self.src_vocab_size} and {self.tgt_vocab_size}"
+            )
+        position_kind(self.position)
+
+
+@dataclass(frozen=True)
+class Seq2SeqCache:
+    """Decoder state: per layer a self-attention ``KVCache`` (``None`` before the first
+    step) and the memory's cross-attention (keys, values), computed once; the memory's
+    padding (B, S) or ``None``; ``position`` = target tokens seen so far."""
+
+    self_attn: tuple[KVCache | None, ...]
+    cross: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    memory_padding: torch.Tensor | None
+    position: int
+
+    def select(self, index: torch.Tensor) -> Seq2SeqCache:
+        """The cache of rows ``index`` (B',) -- reorders (and repeats) beams."""
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.index_select(0, index)
+
+        layers = tuple(
+            None if c is None else KVCache(pick(c.keys), pick(c.values), pick(c.padding),
+                                           c.position)
+            for c in self.self_attn
+        )
+        cross = tuple((pick(k), pick(v)) for k, v in self.cross)
+        return Seq2SeqCache(layers, cross, pick(self.memory_padding), self.position)
+
+
+@export_model("seq2seq-transformer", note="C2", paper="Vaswani et al. 2017")
+class Seq2SeqTransformer(nn.Module):
+    """Embeddings -> encoder stack -> decoder stack (cross-attending) -> output logits.
+
+    ``Seq2SeqTransformer(config)`` or ``Seq2SeqTransformer(**fields)``.
+    ``forward(src (B, S), tgt (B, T), *, src_key_padding_mask=None,
+    tgt_key_padding_mask=None)`` -> logits (B, T, V_tgt), teacher-forced (tgt starts with
+    BOS; position t predicts token t + 1). ``encoder_stack`` / ``decoder_stack`` run the
+    core on already embedded inputs.
+    """
+
+    def __init__(self, config: Seq2SeqConfig | None = None, **fields: Any) -> None:
+        super().__init__()
+        if config is None:
+            config = Seq2SeqConfig(**fields)
+        elif fields:
+            config = dataclasses.replace(config, **fields)
+        if not isinstance(config, Seq2SeqConfig):
+            raise ArgumentTypeError(
+                f"config must be a Seq2SeqConfig, got {type(config).__name__}"
+            )
+        config.check()
+        self.config = c = config
+        d = c.dim
+        self.embedding_scale = math.sqrt(d) if c.embedding_scale is None else c.embedding_scale
+        std = d**-0.5 if c.init_std is None else c.init_std
+        self.src_embed = nn.Embedding(c.src_vocab_size, d)
+        nn.init.normal_(self.src_embed.weight, std=std)
+        if c.share_embeddings:
+            self.tgt_embed = self.src_embed
+        else:
+            self.tgt_embed = nn.Embedding(c.tgt_vocab_size, d)
+            nn.init.normal_(self.tgt_embed.weight, std=std)
+        kind = position_kind(c.position)
+        self.src_position = self.tgt_position = None
+        if kind == "absolute":
+            self.src_position = build_absolute_position(
+                c.position, d, c.max_positions, c.position_kwargs
+            )
+            self.tgt_position = build_absolute_position(
+                c.position, d, c.max_positions, c.position_kwargs
+            )
+        self.drop = nn.Dropout(c.dropout)
+        ffn = 4 * d if c.ffn_dim is None else c.ffn_dim
+        attn_drop = c.dropout if c.attention_dropout is None else c.attention_dropout
+        common = dict(
+            dropout=c.dropout, attention_dropout=attn_drop, activation=c.activation,
+            norm=c.norm, norm_first=c.norm_first,
+        )
+        inner = c.position if kind in ("rotary", "bias") else None
+        self.encoder_layers = nn.ModuleList(
+            self._layers(EncoderLayer, c.num_encoder_layers, inner, ffn, common)
+        )
+        self.decoder_layers = nn.ModuleList(
+            self._layers(DecoderLayer, c.num_decoder_layers, inner, ffn, common)
+        )
+        final = c.norm_first if c.final_norm is None else c.final_norm
+        self.encoder_norm = make_norm(c.norm, d) if final else nn.Identity()
+        self.decoder_norm = make_norm(c.norm, d) if final else nn.Identity()
+        self.head = nn.Linear(d, c.tgt_vocab_size, bias=False)
+        if c.tie_output:
+            self.head.weight = self.tgt_embed.weight
+
+    def _layers(
+        self, cls: type, n: int, position: str | None, ffn: int, common: dict[str, Any]
+    ) -> list[nn.Module]:
+        """n layers; a learned relative bias (T5) is shared by the layers of one stack."""
+        c = self.config
+        layers: list[nn.Module] = []
+        shared: nn.Module | None = None
+        for _ in range(n):
+            pos: str | nn.Module | None = position if shared is None else shared
+            kwargs = (c.position_kwargs or None) if isinstance(pos, str) else None
+            layer = cls(c.dim, c.num_heads, ffn, position=pos, position_kwargs=kwargs, **common)
+            built = layer.self_attn.position
+            if shared is None and built is not None and any(True for _ in built.parameters()):
+                shared = built
+            layers.append(layer)
+        return layers
+
+    # --- checks ---
+
+    def _check_tokens(self, tokens: torch.Tensor, name: str, vocab: int) -> None:
+        if not isinstance(tokens, torch.Tensor):
+            raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(tokens).__name__}")
+        if tokens.dim() != 2:
+            raise ShapeError(f"{name} must be (B, L) token ids, got {tuple(tokens.shape)}")
+        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+            raise ArgumentTypeError(f"{name} must hold integers, got dtype {tokens.dtype}")
+        if tokens.numel():
+            lo, hi = int(tokens.min()), int(tokens.max())
+            if lo < 0 or hi >= vocab:
+                raise ArgumentError(f"{name} must lie in [0, {vocab}), got [{lo}, {hi}]")
+
+    def num_parameters(self) -> int:
+        """Number of distinct trainable parameters (tied weights counted once)."""
+        return sum({id(p): p.numel() for p in self.parameters() if p.requires_grad}.values())
+
+    # --- the core on embedded inputs ---
+
+    def encoder_stack(
+        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Embedded source (B, S, d) -> memory (B, S, d)."""
+        check_key_padding_mask(key_padding_mask, x.shape[0], x.shape[1], "src_key_padding_mask")
+        for layer in self.encoder_layers:
+            x = layer(x, key_padding_mask)
+        return self.encoder_norm(x)
+
+    def decoder_stack(
+        self,
+        y: torch.Tensor,
+        memory: torch.Tensor,
+        *,
+        memory_key_padding_mask: torch.Tensor | None = None,
+        tgt_key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Embedded target (B, T, d) and memory (B, S, d) -> hidden states (B, T, d)."""
+        cache = self.start_cache(memory, memory_key_padding_mask)
+        check_key_padding_mask(
+            tgt_key_padding_mask, y.shape[0], y.shape[1], "tgt_key_padding_mask"
+        )
+        for layer, kv in zip(self.decoder_layers, cache.cross):
+            y, _ = layer(y, kv, cache.memory_padding, key_padding_mask=tgt_key_padding_mask)
+        return self.decoder_norm(y)
+
+    # --- tokens in, logits out ---
+
+    def embed_source(self, src: torch.Tensor) -> torch.Tensor:
+        """(B, S) ids -> (B, S, d): sqrt(d)-scaled embedding + absolute position, dropout."""
+        x = self.src_embed(src) * self.embedding_scale
+        if self.src_position is not None:
+            x = self.src_position(x)
+        return self.drop(x)
+
+    def embed_target(self, tgt: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """(B, T) ids at positions offset.. -> (B, T, d)."""
+        y = self.tgt_embed(tgt) * self.embedding_scale
+        if self.tgt_position is not None:
+            y = self.tgt_position(y, offset=offset)
+        return self.drop(y)
+
+    def encode(
+        self, src: torch.Tensor, src_key_padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Source ids (B, S) -> memory (B, S, d)."""
+        self._check_tokens(src, "src", self.config.src_vocab_size)
+        return self.encoder_stack(self.embed_source(src), src_key_padding_mask)
+
+    def forward(
+        self,
+        src: torch.Tensor,
+        tgt: torch.Tensor,
+        *,
+        src_key_padding_mask: torch.Tensor | None = None,
+        tgt_key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Teacher-forced logits (B, T, V_tgt); the source padding also masks the memory."""
+        self._check_tokens(tgt, "tgt", self.config.tgt_vocab_size)
+        memory = self.encode(src, src_key_padding_mask)
+        if tgt.shape[0] != src.shape[0]:
+            raise ShapeError(
+                f"src and tgt must share the batch size, got {tuple(src.shape)} and "
+                f"{tuple(tgt.shape)}"
+            )
+        h = self.decoder_stack(
+            self.embed_target(tgt),
+            memory,
+            memory_key_padding_mask=src_key_padding_mask,
+            tgt_key_padding_mask=tgt_key_padding_mask,
+        )
+        return self.head(h)
+
+    # --- incremental decoding ---
+
+    def start_cache(
+        self, memory: torch.Tensor, memory_key_padding_mask: torch.Tensor | None = None
+    ) -> Seq2SeqCache:
+        """Project the memory (B, S, d) to every layer's cross-attention keys/values, once."""
+        if not isinstance(memory, torch.Tensor) or memory.dim() != 3 or (
+            memory.shape[-1] != self.config.dim
+        ):
+            shape = tuple(memory.shape) if isinstance(memory, torch.Tensor) else memory
+            raise ShapeError(f"memory must be (B, S, d={self.config.dim}), got {shape}")
+        pad = check_key_padding_mask(
+            memory_key_padding_mask, memory.shape[0], memory.shape[1], "memory_key_padding_mask"
+        )
+        cross = tuple(cross_attention_kv(layer.cross_attn, memory)
+                      for layer in self.decoder_layers)
+        return Seq2SeqCache((None,) * len(self.decoder_layers), cross, pad, 0)
+
+    def decode_step(
+        self,
+        tgt: torch.Tensor,
+        cache: Seq2SeqCache,
+        *,
+        tgt_key_padding_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, Seq2SeqCache]:
+        """New target ids (B, n) at positions cache.position.. -> logits (B, n, V), cache."""
+        if not isinstance(cache, Seq2SeqCache):
+            raise ArgumentTypeError(
+                f"cache must be a Seq2SeqCache (from start_cache), got {type(cache).__name__}"
+            )
+        self._check_tokens(tgt, "tgt", self.config.tgt_vocab_size)
+        b = cache.cross[0][0].shape[0] if cache.cross else tgt.shape[0]
+        if tgt.shape[0] != b:
+            raise ShapeError(f"tgt has batch {tgt.shape[0]}, the cache holds batch {b}")
+        y = self.embed_target(tgt, offset=cache.position)
+        layers: list[KVCache | None] = []
+        for layer, kv, past in zip(self.decoder_layers, cache.cross, cache.self_attn):
+            y, new = layer(
+                y, kv, cache.memory_padding, key_padding_mask=tgt_key_padding_mask,
+                cache=past, use_cache=True,
+            )
+            layers.append(new)
+        logits = self.head(self.decoder_norm(y))
+        new_cache = Seq2SeqCache(
+            tuple(layers), cache.cross, cache.memory_padding, cache.position + tgt.shape[1]
+        )
+        return logits, new_cache
+
+    def _decode_args(self, src: torch.Tensor, max_len: int, bos: int, eos: int) -> None:
+        self._check_tokens(src, "src", self.config.src_vocab_size)
+        check_int("max_len", max_len, minimum=1)
+        v = self.config.tgt_vocab_size
+        for name, tok in (("bos", bos), ("eos", eos)):
+            check_int(name, tok, minimum=0)
+            if tok >= v:
+                raise ArgumentError(f"{name} must be a target token id < {v}, got {tok}")
+
+    @torch.no_grad()
+    def greedy_decode(
+        self,
+        src: torch.Tensor,
+        max_len: int,
+        bos: int,
+        eos: int,
+        *,
+        src_key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Argmax decoding with the cache: (B, 1 + L) ids starting with ``bos``, L <= max_len.
+
+        A row stops at its first ``eos``; later positions are filled with ``eos``.
+        """
+        self._decode_args(src, max_len, bos, eos)
+        was_training = self.training
+        self.eval()
+        cache = self.start_cache(self.encode(src, src_key_padding_mask), src_key_padding_mask)
+        out = torch.full((src.shape[0], 1), bos, dtype=torch.long, device=src.device)
+        done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+        step = out
+        for _ in range(max_len):
+            logits, cache = self.decode_step(step, cache)
+            nxt = logits[:, -1].argmax(dim=-1)
+            nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
+            out = torch.cat((out, nxt[:, None]), dim=1)
+            done = done | (nxt == eos)
+            step = nxt[:, None]
+            if bool(done.all()):
+                break
+        self.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def sequence_log_prob(
+        self,
+        src: torch.Tensor,
+        tgt: torch.Tensor,
+        eos: int,
+        *,
+        src_key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """log p(tgt[1:] | src), summed up to and including each row's first ``eos``: (B,)."""
+        was_training = self.training
+        self.eval()
+        logp = torch.log_softmax(
+            self(src, tgt[:, :-1], src_key_padding_mask=src_key_padding_mask).double(), dim=-1
+        )
+        tok = tgt[:, 1:]
+        step = logp.gather(-1, tok[..., None])[..., 0]
+        is_eos = (tok == eos).long()
+        before = torch.cumsum(is_eos, dim=1) - is_eos  # eos seen strictly earlier
+        self.train(was_training)
+        return (step * (before == 0)).sum(dim=1)
+
+    @torch.no_grad()
+    def beam_search(
+        self,
+        src: torch.Tensor,
+        beam_size: int,
+        max_len: int,
+        bos: int,
+        eos: int,
+        *,
+        length_penalty: float = 0.0,
+        src_key_padding_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Beam search with the cache: (sequences (B, K, 1 + L), scores (B, K)), best first.
+
+        Each step extends every live beam by every token, keeps the ``beam_size`` best
+        non-eos continuations, and moves an eos continuation ranked within the top
+        ``beam_size`` to the finished list with score log p(Y) / lp(|Y|), lp the GNMT
+        penalty with alpha = ``length_penalty`` (0: raw log-prob; |Y| counts the eos).
+        Beams reaching ``max_len`` tokens finish there. A row stops once its K-th finished
+        score beats what any live beam could still reach. Sequences start with ``bos``
+        and are filled with ``eos`` after their end; missing hypotheses score -inf.
+        """
+        self._decode_args(src, max_len, bos, eos)
+        k = check_int("beam_size", beam_size, minimum=1)
+        if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
+            raise ArgumentError(f"length_penalty must be a number >= 0, got {length_penalty!r}")
+        alpha = float(length_penalty)
+        was_training = self.training
+        self.eval()
+        b, dev = src.shape[0], src.device
+        v = self.config.tgt_vocab_size
+        memory = self.encode(src, src_key_padding_mask)
+        cache = self.start_cache(memory, src_key_padding_mask)
+        cache = cache.select(torch.arange(b, device=dev).repeat_interleave(k))
+        seqs = torch.full((b, k, 1), bos, dtype=torch.long, device=dev)
+        score = torch.full((b, k), float("-inf"), dtype=torch.float64, device=dev)
+        score[:, 0] = 0.0  # one live beam at the start: the others would duplicate it
+        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+        done = [False] * b
+        width = min(2 * k, k * v)
+        for t in range(1, max_len + 1):
+            logits, cache = self.decode_step(seqs[:, :, -1].reshape(b * k, 1), cache)
+            logp = torch.log_softmax(logits[:, -1].double(), dim=-1).view(b, k, v)
+            cand = (score[:, :, None] + logp).view(b, k * v)
+            top, idx = cand.topk(width, dim=-1)
+            beam, tok = idx // v, idx % v
+            is_eos = tok == eos
+            last = t == max_len
+            for i in range(b):
+                if done[i]:
+                    continue
+                for r in range(width):
+                    s = float(top[i, r])
+                    if s == float("-inf"):
+                        break
+                    if is_eos[i, r] and r < k:
+                        hyp = seqs[i, int(beam[i, r]), 1:].tolist() + [int(tok[i, r])]
+                        finished[i].append((s / length_penalty_value(t, alpha), hyp))
+                finished[i] = sorted(finished[i], key=lambda h: -h[0])[:k]
+            keep = top.masked_fill(is_eos, float("-inf"))
+            score, pos = keep.topk(k, dim=-1)
+            beam = beam.gather(1, pos)
+            tok = tok.gather(1, pos)
+            seqs = torch.cat((seqs.gather(1, beam[..., None].expand(-1, -1, t)),
+                              tok[..., None]), dim=-1)
+            rows = (torch.arange(b, device=dev)[:, None] * k + beam).reshape(-1)
+            cache = cache.select(rows)
+            if last:  # the live beams end at max_len without an eos
+                for i in range(b):
+                    if done[i]:
+                        continue
+                    for j in range(k):
+                        if float(score[i, j]) > float("-inf"):
+                            finished[i].append((float(score[i, j])
+                                                / length_penalty_value(t, alpha),
+                                                seqs[i, j, 1:].tolist()))
+                    finished[i] = sorted(finished[i], key=lambda h: -h[0])[:k]
+            for i in range(b):  # stop a row when no live beam can still enter its top K
+                best_live = float(score[i, 0])
+                bound = best_live / length_penalty_value(max_len, alpha)
+                full = len(finished[i]) == k
+                if best_live == float("-inf") or (full and bound <= finished[i][-1][0]):
+                    done[i] = True
+            if last or all(done):
+                break
+        self.train(was_training)
+        out = torch.full((b, k, 1 + max_len), eos, dtype=torch.long, device=dev)
+        out[:, :, 0] = bos
+        scores = torch.full((b, k), float("-inf"), dtype=torch.float64, device=dev)
+        for i in range(b):
+            for j, (s, hyp) in enumerate(finished[i]):
+                out[i, j, 1:1 + len(hyp)] = torch.tensor(hyp, dtype=torch.long)
+                scores[i, j] = s
+        longest = max((len(h) for f in finished for _, h in f), default=0)
+        return out[:, :, : 1 + longest], scores
+
+
+# --- weights from torch.nn.Transformer -------------------------------------------------------
+
+
+def _copy_attention(attn: MultiHeadAttention, sd: Mapping[str, torch.Tensor], prefix: str):
+    w, bias = sd[prefix + "in_proj_weight"], sd.get(prefix + "in_proj_bias")
+    d = attn.dim
+    for j, proj in enumerate((attn.q_proj, attn.k_proj, attn.v_proj)):
+        proj.weight.copy_(w[j * d:(j + 1) * d])
+        if bias is not None and proj.bias is not None:
+            proj.bias.copy_(bias[j * d:(j + 1) * d])
+    attn.out_proj.weight.copy_(sd[prefix + "out_proj.weight"])
+    if attn.out_proj.bias is not None:
+        attn.out_proj.bias.copy_(sd[prefix + "out_proj.bias"])
+
+
+def _copy_linear(mod: nn.Module, sd: Mapping[str, torch.Tensor], prefix: str) -> None:
+    mod.weight.copy_(sd[prefix + "weight"])
+    if getattr(mod, "bias", None) is not None:
+        mod.bias.copy_(sd[prefix + "bias"])
+
+
+@torch.no_grad()
+def load_torch_transformer(
+    model: Seq2SeqTransformer, state_dict: Mapping[str, torch.Tensor]
+) -> Seq2SeqTransformer:
+    """Copy a ``torch.nn.Transformer`` state dict into ``model``'s encoder-decoder core.
+
+    torch's ``self_attn`` / ``multihead_attn`` -> our ``self_attn`` / ``cross_attn`` (the
+    ``in_proj_weight`` rows [0:d], [d:2d], [2d:3d] are q, k, v), ``linear1``/``linear2`` ->
+    ``ffn.fc1``/``ffn.fc2``, ``norm1..3`` likewise, ``encoder.norm``/``decoder.norm`` ->
+    ``encoder_norm``/``decoder_norm`` (which must then exist: ``final_norm=True``).
+    Embeddings and the head are not part of ``nn.Transformer`` and stay as they are.
+    """
+    sd = state_dict
+    n_enc = len({k.split(".")[2] for k in sd if k.startswith("encoder.layers.")})
+    n_dec = len({k.split(".")[2] for k in sd if k.startswith("decoder.layers.")})
+    if (n_enc, n_dec) != (len(model.encoder_layers), len(model.decoder_layers)):
+        raise ConfigError(
+            f"the state dict has {n_enc} encoder / {n_dec} decoder layers, the model "
+            f"{len(model.encoder_layers)} / {len(model.decoder_layers)}"
+        )
+    for i, layer in enumerate(model.encoder_layers):
+        p = f"encoder.layers.{i}."
+        _copy_attention(layer.self_attn, sd, p + "self_attn.")
+        _copy_linear(layer.ffn.fc1, sd, p + "linear1.")
+        _copy_linear(layer.ffn.fc2, sd, p + "linear2.")
+        _copy_linear(layer.norm1, sd, p + "norm1.")
+        _copy_linear(layer.norm2, sd, p + "norm2.")
+    for i, layer in enumerate(model.decoder_layers):
+        p = f"decoder.layers.{i}."
+        _copy_attention(layer.self_attn, sd, p + "self_attn.")
+        _copy_attention(layer.cross_attn, sd, p + "multihead_attn.")
+        _copy_linear(layer.ffn.fc1, sd, p + "linear1.")
+        _copy_linear(layer.ffn.fc2, sd, p + "linear2.")
+        for j, norm in enumerate((layer.norm1, layer.norm2, layer.norm3), start=1):
+            _copy_linear(norm, sd, p + f"norm{j}.")
+    finals = (("encoder.norm.", model.encoder_norm), ("decoder.norm.", model.decoder_norm))
+    for name, norm in finals:
+        if name + "weight" in sd:
+            if isinstance(norm, nn.Identity):
+                raise ConfigError(
+                    f"the state dict has a final {name[:-1]} but the model has none; build it "
+                    f"with final_norm=True"
+                )
+            _copy_linear(norm, sd, name)
+    return model
+
+
+__all__ = [
+    "DecoderLayer",
+    "EncoderLayer",
+    "FeedForward",
+    "Seq2SeqCache",
+    "Seq2SeqConfig",
+    "Seq2SeqTransformer",
+    "cross_attend",
+    "cross_attention_kv",
+    "length_penalty",
+    "length_penalty_value",
+    "load_torch_transformer",
+]
