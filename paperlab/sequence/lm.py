@@ -225,6 +225,22 @@ class LMCache:
     position: int
 
 
+def check_tokens(tokens: torch.Tensor, vocab_size: int, name: str = "tokens") -> None:
+    """Raise unless ``tokens`` is a (B, N) integer tensor with ids in [0, vocab_size)."""
+    if not isinstance(tokens, torch.Tensor):
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(tokens).__name__}")
+    if tokens.dim() != 2:
+        raise ShapeError(f"{name} must be (B, N) token ids, got {tuple(tokens.shape)}")
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        raise ArgumentTypeError(f"{name} must hold integers, got dtype {tokens.dtype}")
+    if tokens.numel():
+        lo, hi = int(tokens.min()), int(tokens.max())
+        if lo < 0 or hi >= vocab_size:
+            raise ArgumentError(
+                f"{name} must lie in [0, vocab_size={vocab_size}), got [{lo}, {hi}]"
+            )
+
+
 @export_model("decoder-lm", note="C2", paper="Radford et al. 2019 (GPT-2, pre-norm decoder)")
 class DecoderLM(nn.Module):
     """Token embedding -> (absolute position) -> causal blocks -> norm -> tied LM head.
@@ -290,26 +306,11 @@ class DecoderLM(nn.Module):
             params.pop(id(self.embed.weight), None)
         return sum(p.numel() for p in params.values())
 
-    def _check_tokens(self, tokens: torch.Tensor) -> None:
-        if not isinstance(tokens, torch.Tensor):
-            raise ArgumentTypeError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
-        if tokens.dim() != 2:
-            raise ShapeError(f"tokens must be (B, N), got {tuple(tokens.shape)}")
-        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-            raise ArgumentTypeError(f"tokens must hold integers, got dtype {tokens.dtype}")
-        if tokens.numel():
-            lo, hi = int(tokens.min()), int(tokens.max())
-            if lo < 0 or hi >= self.config.vocab_size:
-                raise ArgumentError(
-                    f"tokens must lie in [0, vocab_size={self.config.vocab_size}), "
-                    f"got [{lo}, {hi}]"
-                )
-
     def forward(
         self, tokens: torch.Tensor, *, cache: LMCache | None = None, use_cache: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, LMCache]:
         """tokens (B, N) -> logits (B, N, V), or ``(logits, LMCache)`` with ``use_cache``."""
-        self._check_tokens(tokens)
+        check_tokens(tokens, self.config.vocab_size)
         if cache is not None and not isinstance(cache, LMCache):
             raise ArgumentTypeError(
                 f"cache must be the LMCache this model returned, got {type(cache).__name__}"
@@ -351,7 +352,7 @@ class DecoderLM(nn.Module):
         each step feeds one token through the per-layer caches; without, every step reruns
         the whole prefix (same result, quadratic cost).
         """
-        self._check_tokens(prompt)
+        check_tokens(prompt, self.config.vocab_size, "prompt")
         check_int("max_new_tokens", max_new_tokens, minimum=0)
         if prompt.shape[1] == 0:
             raise ShapeError("prompt must hold at least one token per row, got (B, 0)")
@@ -394,6 +395,7 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | No
 
 
 __all__ = [
+    "check_tokens",
     "LMCache",
     "LMConfig",
     "MLP",

@@ -54,6 +54,7 @@ from paperlab.sequence.lm import (
     MLP,
     NORMS,
     build_absolute_position,
+    check_tokens,
     make_norm,
     position_kind,
 )
@@ -406,18 +407,6 @@ class Seq2SeqTransformer(nn.Module):
 
     # --- checks ---
 
-    def _check_tokens(self, tokens: torch.Tensor, name: str, vocab: int) -> None:
-        if not isinstance(tokens, torch.Tensor):
-            raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(tokens).__name__}")
-        if tokens.dim() != 2:
-            raise ShapeError(f"{name} must be (B, L) token ids, got {tuple(tokens.shape)}")
-        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-            raise ArgumentTypeError(f"{name} must hold integers, got dtype {tokens.dtype}")
-        if tokens.numel():
-            lo, hi = int(tokens.min()), int(tokens.max())
-            if lo < 0 or hi >= vocab:
-                raise ArgumentError(f"{name} must lie in [0, {vocab}), got [{lo}, {hi}]")
-
     def num_parameters(self) -> int:
         """Number of distinct trainable parameters (tied weights counted once)."""
         return sum({id(p): p.numel() for p in self.parameters() if p.requires_grad}.values())
@@ -470,7 +459,7 @@ class Seq2SeqTransformer(nn.Module):
         self, src: torch.Tensor, src_key_padding_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Source ids (B, S) -> memory (B, S, d)."""
-        self._check_tokens(src, "src", self.config.src_vocab_size)
+        check_tokens(src, self.config.src_vocab_size, "src")
         return self.encoder_stack(self.embed_source(src), src_key_padding_mask)
 
     def forward(
@@ -482,7 +471,7 @@ class Seq2SeqTransformer(nn.Module):
         tgt_key_padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Teacher-forced logits (B, T, V_tgt); the source padding also masks the memory."""
-        self._check_tokens(tgt, "tgt", self.config.tgt_vocab_size)
+        check_tokens(tgt, self.config.tgt_vocab_size, "tgt")
         memory = self.encode(src, src_key_padding_mask)
         if tgt.shape[0] != src.shape[0]:
             raise ShapeError(
@@ -527,7 +516,7 @@ class Seq2SeqTransformer(nn.Module):
             raise ArgumentTypeError(
                 f"cache must be a Seq2SeqCache (from start_cache), got {type(cache).__name__}"
             )
-        self._check_tokens(tgt, "tgt", self.config.tgt_vocab_size)
+        check_tokens(tgt, self.config.tgt_vocab_size, "tgt")
         b = cache.cross[0][0].shape[0] if cache.cross else tgt.shape[0]
         if tgt.shape[0] != b:
             raise ShapeError(f"tgt has batch {tgt.shape[0]}, the cache holds batch {b}")
@@ -546,7 +535,7 @@ class Seq2SeqTransformer(nn.Module):
         return logits, new_cache
 
     def _decode_args(self, src: torch.Tensor, max_len: int, bos: int, eos: int) -> None:
-        self._check_tokens(src, "src", self.config.src_vocab_size)
+        check_tokens(src, self.config.src_vocab_size, "src")
         check_int("max_len", max_len, minimum=1)
         v = self.config.tgt_vocab_size
         for name, tok in (("bos", bos), ("eos", eos)):
