@@ -43,12 +43,15 @@ NORMS = ("layernorm", "rmsnorm")
 # --- the pieces ------------------------------------------------------------------------------
 
 
-def make_norm(kind: str, dim: int) -> nn.Module:
-    """``LayerNorm`` (mean and variance) or ``RMSNorm`` (root mean square only) over C."""
+def make_norm(kind: str, dim: int, eps: float | None = None) -> nn.Module:
+    """``LayerNorm`` (mean and variance) or ``RMSNorm`` (root mean square only) over C.
+
+    ``eps`` defaults to torch's (1e-5 for LayerNorm, the dtype's epsilon for RMSNorm).
+    """
     if kind == "layernorm":
-        return nn.LayerNorm(dim)
+        return nn.LayerNorm(dim, eps=1e-5 if eps is None else eps)
     if kind == "rmsnorm":
-        return nn.RMSNorm(dim)
+        return nn.RMSNorm(dim, eps=eps)
     raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {kind!r}")
 
 

@@ -27,6 +27,9 @@ squashed, with gates that decide how much to keep:
         n = tanh(W_in x + b_in + r * (W_hn h + b_hn))       candidate (reset after the matmul)
         h' = (1 - z) * n + z * h
 
+The single-step modules ``RNNCell``, ``LSTMCell`` and ``GRUCell`` (torch.nn's ``*Cell``
+equivalents) are in ``sequence/recurrent_cells.py``; they call the cell functions here.
+
 Compatibility with torch
 ------------------------
 Parameter names, shapes, gate order (LSTM: i, f, g, o; GRU: r, z, n), initialisation
@@ -182,7 +185,7 @@ def recurrent_direction(
 # ----------------------------------------------------------------------------- input checks
 
 
-def _check_lengths(lengths: object, batch: int, steps: int, device: torch.device) -> torch.Tensor:
+def check_lengths(lengths: object, batch: int, steps: int, device: torch.device) -> torch.Tensor:
     if isinstance(lengths, torch.Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise ArgumentTypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
@@ -206,7 +209,7 @@ def _check_lengths(lengths: object, batch: int, steps: int, device: torch.device
     return out
 
 
-def _check_input(name: str, x: object, dims: tuple[int, ...], last: int) -> torch.Tensor:
+def check_input(name: str, x: object, dims: tuple[int, ...], last: int) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -219,111 +222,14 @@ def _check_input(name: str, x: object, dims: tuple[int, ...], last: int) -> torc
     return x
 
 
-# ----------------------------------------------------------------------------- cells
+# ----------------------------------------------------------------------------- init
 
 
-def _uniform_init(module: nn.Module) -> None:
+def uniform_init(module: nn.Module) -> None:
     """Every weight and bias uniform in +-1/sqrt(hidden_size), as torch initialises RNNs."""
     bound = 1.0 / math.sqrt(module.hidden_size)  # type: ignore[arg-type]
     for p in module.parameters():
         nn.init.uniform_(p, -bound, bound)
-
-
-class _CellBase(nn.Module):
-    """Parameters ``weight_ih`` (G*H, in), ``weight_hh`` (G*H, H), ``bias_ih``, ``bias_hh``."""
-
-    gates = 1
-
-    def __init__(
-        self, input_size: int, hidden_size: int, bias: bool = True,
-        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        self.input_size = check_int("input_size", input_size, minimum=1)
-        self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
-        self.bias = bool(bias)
-        kw = {"device": device, "dtype": dtype}
-        g = self.gates * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(g, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(g, hidden_size, **kw))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(g, **kw))
-            self.bias_hh = nn.Parameter(torch.empty(g, **kw))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _uniform_init(self)
-
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
-
-    def _input(self, x: object) -> tuple[torch.Tensor, bool]:
-        """x as (B, in), and whether it came unbatched as (in,)."""
-        x = _check_input("input", x, (1, 2), self.input_size)
-        return (x.unsqueeze(0), True) if x.dim() == 1 else (x, False)
-
-    def _state(self, name: str, s: object, x: torch.Tensor, unbatched: bool) -> torch.Tensor:
-        """A state tensor as (B, H): zeros when None, else checked against x's batch."""
-        if s is None:
-            return x.new_zeros(x.shape[0], self.hidden_size)
-        want = (self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)
-        if not isinstance(s, torch.Tensor) or tuple(s.shape) != want:
-            got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
-            raise ShapeError(f"{name} must have shape {want}, got {got}")
-        return s.unsqueeze(0) if unbatched else s
-
-
-class RNNCell(_CellBase):
-    """One Elman RNN step with torch.nn.RNNCell's parameters: forward(x (B, in), h (B, H))."""
-
-    def __init__(
-        self, input_size: int, hidden_size: int, bias: bool = True,
-        nonlinearity: str = "tanh", device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        if nonlinearity not in NONLINEARITIES:
-            raise ArgumentError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, bias, device, dtype)
-
-    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
-        x, unbatched = self._input(x)
-        h = self._state("hx", hx, x, unbatched)
-        out = rnn_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-                       self.nonlinearity)
-        return out.squeeze(0) if unbatched else out
-
-
-class LSTMCell(_CellBase):
-    """One LSTM step with torch.nn.LSTMCell's parameters: forward(x, (h, c)) -> (h', c')."""
-
-    gates = 4
-
-    def forward(
-        self, x: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise ArgumentTypeError("hx must be a pair (h, c) of tensors or None")
-        x, unbatched = self._input(x)
-        h = self._state("hx[0] (h)", None if hx is None else hx[0], x, unbatched)
-        c = self._state("hx[1] (c)", None if hx is None else hx[1], x, unbatched)
-        h, c = lstm_cell(x, (h, c), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
-
-
-class GRUCell(_CellBase):
-    """One GRU step with torch.nn.GRUCell's parameters: forward(x (B, in), h (B, H))."""
-
-    gates = 3
-
-    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
-        x, unbatched = self._input(x)
-        h = self._state("hx", hx, x, unbatched)
-        out = gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        return out.squeeze(0) if unbatched else out
 
 
 # ----------------------------------------------------------------------------- layers
@@ -370,7 +276,7 @@ class _RecurrentBase(nn.Module):
         return [f"_l{layer}", f"_l{layer}_reverse"][: self.num_directions]
 
     def reset_parameters(self) -> None:
-        _uniform_init(self)
+        uniform_init(self)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
@@ -392,7 +298,7 @@ class _RecurrentBase(nn.Module):
         self, x: object, states: tuple[torch.Tensor | None, ...], lengths: object
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Check the inputs, run every layer and direction, return output and final states."""
-        x = _check_input("input", x, (2, 3), self.input_size)
+        x = check_input("input", x, (2, 3), self.input_size)
         unbatched = x.dim() == 2
         if unbatched:
             if lengths is not None:
@@ -403,7 +309,7 @@ class _RecurrentBase(nn.Module):
         steps, batch = x.shape[0], x.shape[1]
         if steps == 0:
             raise ShapeError("input must have at least one time step, got T = 0")
-        lens = None if lengths is None else _check_lengths(lengths, batch, steps, x.device)
+        lens = None if lengths is None else check_lengths(lengths, batch, steps, x.device)
 
         count = self.num_layers * self.num_directions
         names = ("h0", "c0")

@@ -22,7 +22,9 @@ maps to target-vocabulary logits and may share the target embedding matrix (tied
 Decoding: ``encode`` runs once; ``start_cache`` projects the memory to cross-attention keys
 and values once per layer; ``decode_step`` feeds new target tokens, growing each layer's
 self-attention KV cache. ``greedy_decode`` and ``beam_search`` (GNMT length penalty
-((5 + |Y|) / 6)^alpha, Wu et al. 2016) use it.
+((5 + |Y|) / 6)^alpha, Wu et al. 2016) use it; they live in ``sequence/decoding.py``, the
+layers in ``sequence/transformer_layers.py``, the weight import from ``torch.nn.Transformer``
+in ``sequence/transformer_weights.py``.
 
 Shapes: src (B, S) and tgt (B, T) integers; padding masks (B, S) / (B, T) bool, True =
 padding (``torch.nn.Transformer``'s convention); memory (B, S, d); logits (B, T, V_tgt).
@@ -36,191 +38,32 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from paperlab.attention import KVCache
-from paperlab.attention.masks import check_key_padding_mask, merge_heads, split_heads
-from paperlab.attention.softmax import MultiHeadAttention, scaled_dot_product_attention
+from paperlab.attention.masks import check_key_padding_mask
 from paperlab.config import Config
-from paperlab.errors import ArgumentError, ArgumentTypeError, ConfigError, ShapeError, check_int
+from paperlab.errors import ArgumentTypeError, ConfigError, ShapeError
 from paperlab.registry import export_model
+from paperlab.sequence.decoding import beam_search, greedy_decode, sequence_log_prob
 from paperlab.sequence.lm import (
-    MLP,
     NORMS,
     build_absolute_position,
     check_tokens,
     make_norm,
     position_kind,
 )
-
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
-
-
-# --- the functions ---------------------------------------------------------------------------
-
-
-def length_penalty(length: int | torch.Tensor, alpha: float) -> Any:
-    """GNMT's length normaliser ((5 + |Y|) / 6)^alpha; alpha = 0 scores by raw log-prob."""
-    return ((5.0 + length) / 6.0) ** alpha
-
-
-def length_penalty_value(length: int, alpha: float) -> float:
-    """``length_penalty`` as a float (1.0 when alpha = 0)."""
-    return 1.0 if alpha == 0 else float(length_penalty(length, alpha))
-
-
-def cross_attention_kv(
-    attn: MultiHeadAttention, memory: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys and values of the memory (B, S, d) for one cross-attention: (B, H, S, D) each."""
-    h = attn.num_heads
-    return split_heads(attn.k_proj(memory), h), split_heads(attn.v_proj(memory), h)
-
-
-def cross_attend(
-    attn: MultiHeadAttention,
-    y: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    memory_padding: torch.Tensor | None,
-) -> torch.Tensor:
-    """softmax(q k^T / sqrt(D)) v with precomputed memory keys/values: (B, T, d) -> (B, T, d)."""
-    q = split_heads(attn.q_proj(y), attn.num_heads)
-    p = attn.dropout if attn.training else 0.0
-    if memory_padding is None:
-        o = F.scaled_dot_product_attention(q, keys, values, dropout_p=p, scale=attn.scale)
-    else:
-        o = scaled_dot_product_attention(
-            q, keys, values, scale=attn.scale, dropout_p=p, key_padding_mask=memory_padding
-        )
-    return attn.out_proj(merge_heads(o))
-
-
-# --- the layers ------------------------------------------------------------------------------
-
-
-class FeedForward(MLP):
-    """The position-wise FFN of the paper: Linear(d, f) -> ReLU (or GELU) -> Linear(f, d)."""
-
-    def __init__(self, dim: int, hidden: int, dropout: float = 0.0, activation: str = "relu"):
-        super().__init__(dim, hidden, dropout)
-        if activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}"
-            )
-        self.activation = activation
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.fc2(ACTIVATIONS[self.activation](self.fc1(x))))
-
-
-def _residual(
-    x: torch.Tensor, norm: nn.Module, norm_first: bool, branch: Any, drop: nn.Module
-) -> torch.Tensor:
-    """Post-LN: norm(x + f(x)); pre-LN: x + f(norm(x))."""
-    if norm_first:
-        return x + drop(branch(norm(x)))
-    return norm(x + drop(branch(x)))
-
-
-class EncoderLayer(nn.Module):
-    """Self-attention (bidirectional) then FFN, each in a residual with a norm."""
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        ffn_dim: int,
-        *,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        activation: str = "relu",
-        norm: str = "layernorm",
-        norm_first: bool = False,
-        position: str | nn.Module | None = None,
-        position_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        self.self_attn = MultiHeadAttention(
-            dim, num_heads, dropout=attention_dropout, position=position,
-            position_kwargs=position_kwargs,
-        )
-        self.ffn = FeedForward(dim, ffn_dim, dropout, activation)
-        self.norm1, self.norm2 = make_norm(norm, dim), make_norm(norm, dim)
-        self.dropout = nn.Dropout(dropout)
-        self.norm_first = bool(norm_first)
-
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None):
-        def attend(h: torch.Tensor) -> torch.Tensor:
-            return self.self_attn(h, key_padding_mask=key_padding_mask)
-
-        x = _residual(x, self.norm1, self.norm_first, attend, self.dropout)
-        return _residual(x, self.norm2, self.norm_first, self.ffn, nn.Identity())
-
-
-class DecoderLayer(nn.Module):
-    """Causal self-attention, cross-attention to the memory, FFN; each residual + norm."""
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        ffn_dim: int,
-        *,
-        dropout: float = 0.0,
-        attention_dropout: float = 0.0,
-        activation: str = "relu",
-        norm: str = "layernorm",
-        norm_first: bool = False,
-        position: str | nn.Module | None = None,
-        position_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        self.self_attn = MultiHeadAttention(
-            dim, num_heads, causal=True, dropout=attention_dropout, position=position,
-            position_kwargs=position_kwargs,
-        )
-        self.cross_attn = MultiHeadAttention(dim, num_heads, dropout=attention_dropout)
-        self.ffn = FeedForward(dim, ffn_dim, dropout, activation)
-        self.norm1, self.norm2, self.norm3 = (make_norm(norm, dim) for _ in range(3))
-        self.dropout = nn.Dropout(dropout)
-        self.norm_first = bool(norm_first)
-
-    def forward(
-        self,
-        y: torch.Tensor,
-        cross_kv: tuple[torch.Tensor, torch.Tensor],
-        memory_padding: torch.Tensor | None = None,
-        *,
-        key_padding_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-        use_cache: bool = False,
-    ) -> tuple[torch.Tensor, KVCache | None]:
-        """y (B, T, d) -> (B, T, d) and the grown self-attention cache (``None`` without)."""
-        new_cache: list[KVCache | None] = [None]
-
-        def attend(h: torch.Tensor) -> torch.Tensor:
-            if not use_cache:
-                return self.self_attn(h, key_padding_mask=key_padding_mask, cache=cache)
-            out, new_cache[0] = self.self_attn(
-                h, key_padding_mask=key_padding_mask, cache=cache, use_cache=True
-            )
-            return out
-
-        def cross(h: torch.Tensor) -> torch.Tensor:
-            return cross_attend(self.cross_attn, h, cross_kv[0], cross_kv[1], memory_padding)
-
-        y = _residual(y, self.norm1, self.norm_first, attend, self.dropout)
-        y = _residual(y, self.norm2, self.norm_first, cross, self.dropout)
-        y = _residual(y, self.norm3, self.norm_first, self.ffn, nn.Identity())
-        return y, new_cache[0]
-
+from paperlab.sequence.transformer_layers import (
+    ACTIVATIONS,
+    DecoderLayer,
+    EncoderLayer,
+    cross_attention_kv,
+)
+from paperlab.sequence.transformer_weights import load_torch_transformer
 
 # --- the model -------------------------------------------------------------------------------
 
@@ -534,15 +377,6 @@ class Seq2SeqTransformer(nn.Module):
         )
         return logits, new_cache
 
-    def _decode_args(self, src: torch.Tensor, max_len: int, bos: int, eos: int) -> None:
-        check_tokens(src, self.config.src_vocab_size, "src")
-        check_int("max_len", max_len, minimum=1)
-        v = self.config.tgt_vocab_size
-        for name, tok in (("bos", bos), ("eos", eos)):
-            check_int(name, tok, minimum=0)
-            if tok >= v:
-                raise ArgumentError(f"{name} must be a target token id < {v}, got {tok}")
-
     @torch.no_grad()
     def greedy_decode(
         self,
@@ -553,28 +387,9 @@ class Seq2SeqTransformer(nn.Module):
         *,
         src_key_padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Argmax decoding with the cache: (B, 1 + L) ids starting with ``bos``, L <= max_len.
-
-        A row stops at its first ``eos``; later positions are filled with ``eos``.
-        """
-        self._decode_args(src, max_len, bos, eos)
-        was_training = self.training
-        self.eval()
-        cache = self.start_cache(self.encode(src, src_key_padding_mask), src_key_padding_mask)
-        out = torch.full((src.shape[0], 1), bos, dtype=torch.long, device=src.device)
-        done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
-        step = out
-        for _ in range(max_len):
-            logits, cache = self.decode_step(step, cache)
-            nxt = logits[:, -1].argmax(dim=-1)
-            nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
-            out = torch.cat((out, nxt[:, None]), dim=1)
-            done = done | (nxt == eos)
-            step = nxt[:, None]
-            if bool(done.all()):
-                break
-        self.train(was_training)
-        return out
+        """Argmax decoding with the cache: (B, 1 + L) ids (``decoding.greedy_decode``)."""
+        return greedy_decode(self, src, max_len, bos, eos,
+                             src_key_padding_mask=src_key_padding_mask)
 
     @torch.no_grad()
     def sequence_log_prob(
@@ -585,18 +400,8 @@ class Seq2SeqTransformer(nn.Module):
         *,
         src_key_padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """log p(tgt[1:] | src), summed up to and including each row's first ``eos``: (B,)."""
-        was_training = self.training
-        self.eval()
-        logp = torch.log_softmax(
-            self(src, tgt[:, :-1], src_key_padding_mask=src_key_padding_mask).double(), dim=-1
-        )
-        tok = tgt[:, 1:]
-        step = logp.gather(-1, tok[..., None])[..., 0]
-        is_eos = (tok == eos).long()
-        before = torch.cumsum(is_eos, dim=1) - is_eos  # eos seen strictly earlier
-        self.train(was_training)
-        return (step * (before == 0)).sum(dim=1)
+        """log p(tgt[1:] | src) up to each row's first ``eos``: (B,)."""
+        return sequence_log_prob(self, src, tgt, eos, src_key_padding_mask=src_key_padding_mask)
 
     @torch.no_grad()
     def beam_search(
@@ -612,167 +417,16 @@ class Seq2SeqTransformer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Beam search with the cache: (sequences (B, K, 1 + L), scores (B, K)), best first.
 
-        Each step extends every live beam by every token, keeps the ``beam_size`` best
-        non-eos continuations, and moves an eos continuation ranked within the top
-        ``beam_size`` to the finished list with score log p(Y) / lp(|Y|), lp the GNMT
-        penalty with alpha = ``length_penalty`` (0: raw log-prob; |Y| counts the eos).
-        Beams reaching ``max_len`` tokens finish there. A row stops once its K-th finished
-        score beats what any live beam could still reach. Sequences start with ``bos``
-        and are filled with ``eos`` after their end; missing hypotheses score -inf.
+        See ``paperlab.sequence.decoding.beam_search``.
         """
-        self._decode_args(src, max_len, bos, eos)
-        k = check_int("beam_size", beam_size, minimum=1)
-        if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
-            raise ArgumentError(f"length_penalty must be a number >= 0, got {length_penalty!r}")
-        alpha = float(length_penalty)
-        was_training = self.training
-        self.eval()
-        b, dev = src.shape[0], src.device
-        v = self.config.tgt_vocab_size
-        memory = self.encode(src, src_key_padding_mask)
-        cache = self.start_cache(memory, src_key_padding_mask)
-        cache = cache.select(torch.arange(b, device=dev).repeat_interleave(k))
-        seqs = torch.full((b, k, 1), bos, dtype=torch.long, device=dev)
-        score = torch.full((b, k), float("-inf"), dtype=torch.float64, device=dev)
-        score[:, 0] = 0.0  # one live beam at the start: the others would duplicate it
-        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
-        done = [False] * b
-        width = min(2 * k, k * v)
-        for t in range(1, max_len + 1):
-            logits, cache = self.decode_step(seqs[:, :, -1].reshape(b * k, 1), cache)
-            logp = torch.log_softmax(logits[:, -1].double(), dim=-1).view(b, k, v)
-            cand = (score[:, :, None] + logp).view(b, k * v)
-            top, idx = cand.topk(width, dim=-1)
-            beam, tok = idx // v, idx % v
-            is_eos = tok == eos
-            last = t == max_len
-            for i in range(b):
-                if done[i]:
-                    continue
-                for r in range(width):
-                    s = float(top[i, r])
-                    if s == float("-inf"):
-                        break
-                    if is_eos[i, r] and r < k:
-                        hyp = seqs[i, int(beam[i, r]), 1:].tolist() + [int(tok[i, r])]
-                        finished[i].append((s / length_penalty_value(t, alpha), hyp))
-                finished[i] = sorted(finished[i], key=lambda h: -h[0])[:k]
-            keep = top.masked_fill(is_eos, float("-inf"))
-            score, pos = keep.topk(k, dim=-1)
-            beam = beam.gather(1, pos)
-            tok = tok.gather(1, pos)
-            seqs = torch.cat((seqs.gather(1, beam[..., None].expand(-1, -1, t)),
-                              tok[..., None]), dim=-1)
-            rows = (torch.arange(b, device=dev)[:, None] * k + beam).reshape(-1)
-            cache = cache.select(rows)
-            if last:  # the live beams end at max_len without an eos
-                for i in range(b):
-                    if done[i]:
-                        continue
-                    for j in range(k):
-                        if float(score[i, j]) > float("-inf"):
-                            finished[i].append((float(score[i, j])
-                                                / length_penalty_value(t, alpha),
-                                                seqs[i, j, 1:].tolist()))
-                    finished[i] = sorted(finished[i], key=lambda h: -h[0])[:k]
-            for i in range(b):  # stop a row when no live beam can still enter its top K
-                best_live = float(score[i, 0])
-                bound = best_live / length_penalty_value(max_len, alpha)
-                full = len(finished[i]) == k
-                if best_live == float("-inf") or (full and bound <= finished[i][-1][0]):
-                    done[i] = True
-            if last or all(done):
-                break
-        self.train(was_training)
-        out = torch.full((b, k, 1 + max_len), eos, dtype=torch.long, device=dev)
-        out[:, :, 0] = bos
-        scores = torch.full((b, k), float("-inf"), dtype=torch.float64, device=dev)
-        for i in range(b):
-            for j, (s, hyp) in enumerate(finished[i]):
-                out[i, j, 1:1 + len(hyp)] = torch.tensor(hyp, dtype=torch.long)
-                scores[i, j] = s
-        longest = max((len(h) for f in finished for _, h in f), default=0)
-        return out[:, :, : 1 + longest], scores
-
-
-# --- weights from torch.nn.Transformer -------------------------------------------------------
-
-
-def _copy_attention(attn: MultiHeadAttention, sd: Mapping[str, torch.Tensor], prefix: str):
-    w, bias = sd[prefix + "in_proj_weight"], sd.get(prefix + "in_proj_bias")
-    d = attn.dim
-    for j, proj in enumerate((attn.q_proj, attn.k_proj, attn.v_proj)):
-        proj.weight.copy_(w[j * d:(j + 1) * d])
-        if bias is not None and proj.bias is not None:
-            proj.bias.copy_(bias[j * d:(j + 1) * d])
-    attn.out_proj.weight.copy_(sd[prefix + "out_proj.weight"])
-    if attn.out_proj.bias is not None:
-        attn.out_proj.bias.copy_(sd[prefix + "out_proj.bias"])
-
-
-def _copy_linear(mod: nn.Module, sd: Mapping[str, torch.Tensor], prefix: str) -> None:
-    mod.weight.copy_(sd[prefix + "weight"])
-    if getattr(mod, "bias", None) is not None:
-        mod.bias.copy_(sd[prefix + "bias"])
-
-
-@torch.no_grad()
-def load_torch_transformer(
-    model: Seq2SeqTransformer, state_dict: Mapping[str, torch.Tensor]
-) -> Seq2SeqTransformer:
-    """Copy a ``torch.nn.Transformer`` state dict into ``model``'s encoder-decoder core.
-
-    torch's ``self_attn`` / ``multihead_attn`` -> our ``self_attn`` / ``cross_attn`` (the
-    ``in_proj_weight`` rows [0:d], [d:2d], [2d:3d] are q, k, v), ``linear1``/``linear2`` ->
-    ``ffn.fc1``/``ffn.fc2``, ``norm1..3`` likewise, ``encoder.norm``/``decoder.norm`` ->
-    ``encoder_norm``/``decoder_norm`` (which must then exist: ``final_norm=True``).
-    Embeddings and the head are not part of ``nn.Transformer`` and stay as they are.
-    """
-    sd = state_dict
-    n_enc = len({k.split(".")[2] for k in sd if k.startswith("encoder.layers.")})
-    n_dec = len({k.split(".")[2] for k in sd if k.startswith("decoder.layers.")})
-    if (n_enc, n_dec) != (len(model.encoder_layers), len(model.decoder_layers)):
-        raise ConfigError(
-            f"the state dict has {n_enc} encoder / {n_dec} decoder layers, the model "
-            f"{len(model.encoder_layers)} / {len(model.decoder_layers)}"
-        )
-    for i, layer in enumerate(model.encoder_layers):
-        p = f"encoder.layers.{i}."
-        _copy_attention(layer.self_attn, sd, p + "self_attn.")
-        _copy_linear(layer.ffn.fc1, sd, p + "linear1.")
-        _copy_linear(layer.ffn.fc2, sd, p + "linear2.")
-        _copy_linear(layer.norm1, sd, p + "norm1.")
-        _copy_linear(layer.norm2, sd, p + "norm2.")
-    for i, layer in enumerate(model.decoder_layers):
-        p = f"decoder.layers.{i}."
-        _copy_attention(layer.self_attn, sd, p + "self_attn.")
-        _copy_attention(layer.cross_attn, sd, p + "multihead_attn.")
-        _copy_linear(layer.ffn.fc1, sd, p + "linear1.")
-        _copy_linear(layer.ffn.fc2, sd, p + "linear2.")
-        for j, norm in enumerate((layer.norm1, layer.norm2, layer.norm3), start=1):
-            _copy_linear(norm, sd, p + f"norm{j}.")
-    finals = (("encoder.norm.", model.encoder_norm), ("decoder.norm.", model.decoder_norm))
-    for name, norm in finals:
-        if name + "weight" in sd:
-            if isinstance(norm, nn.Identity):
-                raise ConfigError(
-                    f"the state dict has a final {name[:-1]} but the model has none; build it "
-                    f"with final_norm=True"
-                )
-            _copy_linear(norm, sd, name)
-    return model
+        return beam_search(self, src, beam_size, max_len, bos, eos,
+                           length_penalty=length_penalty,
+                           src_key_padding_mask=src_key_padding_mask)
 
 
 __all__ = [
-    "DecoderLayer",
-    "EncoderLayer",
-    "FeedForward",
     "Seq2SeqCache",
     "Seq2SeqConfig",
     "Seq2SeqTransformer",
-    "cross_attend",
-    "cross_attention_kv",
-    "length_penalty",
-    "length_penalty_value",
     "load_torch_transformer",
 ]

@@ -13,7 +13,8 @@ import torch
 from parity import assert_close
 
 from paperlab.errors import ArgumentError, ArgumentTypeError, ShapeError
-from paperlab.sequence.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from paperlab.sequence.recurrent import GRU, LSTM, RNN
+from paperlab.sequence.recurrent_cells import GRUCell, LSTMCell, RNNCell
 
 KINDS = {
     "rnn-tanh": (RNN, torch.nn.RNN, {"nonlinearity": "tanh"}),
