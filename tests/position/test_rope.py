@@ -47,7 +47,8 @@ def test_interleaved_matches_hf_roformer(offset):
     table = RoFormerSinusoidalPositionalEmbedding(n + offset, d)
     with torch.no_grad():
         table.weight.copy_(table.create_weight())
-    sinusoidal_pos = table((1, n), past_key_values_length=offset)[None, None]  # (1, 1, N, D)
+    # the offset is positional: HF renamed it (past_key_values_length -> cache_length)
+    sinusoidal_pos = table((1, n), offset)[None, None]  # (1, 1, N, D)
     q, k = _qk(n=n, d=d)
     ref_q, ref_k = RoFormerSelfAttention.apply_rotary_position_embeddings(sinusoidal_pos, q, k)
     rope = RotaryEmbedding(d, interleaved=True)
