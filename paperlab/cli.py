@@ -269,8 +269,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         with console.status(f"benchmark {name} ..."):
             rows, path = run_benchmark(name, ctx, out)
         table = Table(title=f"bench {name} ({args.device}, median of {args.repeats})")
-        for col in ("case", "size", "ours", "reference", "ratio ours/ref"):
-            table.add_column(col, justify="right" if col != "case" else "left")
+        notes = any(r.note for r in rows)
+        for col in ("case", "size", "ours", "reference", "ratio ours/ref") + (
+            ("note",) if notes else ()
+        ):
+            table.add_column(col, justify="right" if col not in ("case", "note") else "left")
         for r in rows:
             table.add_row(
                 r.case,
@@ -278,6 +281,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 _fmt_time(r.ours_s),
                 f"{_fmt_time(r.reference_s)} ({r.reference})",
                 f"{r.ratio:.2f}",
+                *((r.note,) if notes else ()),
             )
         console.print(table)
         console.print(f"written to {path}")

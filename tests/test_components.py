@@ -130,6 +130,24 @@ def _recurrent(name: str) -> Example:
     )
 
 
+def _bert(name: str, call: Callable[..., torch.Tensor], shape: tuple) -> Example:
+    return (
+        lambda: create(
+            "model",
+            name,
+            vocab_size=VOCAB,
+            hidden_size=C,
+            num_hidden_layers=2,
+            num_attention_heads=H,
+            intermediate_size=2 * C,
+            max_position_embeddings=N,
+        ),
+        _tokens,
+        call,
+        shape,
+    )
+
+
 MODEL: dict[str, Example] = {
     "seq2seq-transformer": (
         lambda: create(
@@ -170,6 +188,59 @@ MODEL: dict[str, Example] = {
         lambda: (_x(),),
         lambda m, x: m(x),
         (B, N, C),
+    ),
+    "bert": _bert(
+        "bert",
+        lambda m, t: (lambda o: o.last_hidden_state + o.pooler_output[:, None])(m(t)),
+        (B, N, C),
+    ),
+    "bert-mlm": _bert("bert-mlm", lambda m, t: m(t), (B, N, VOCAB)),
+    "bert-pretraining": _bert(
+        "bert-pretraining",
+        lambda m, t: (lambda o: torch.cat((o.mlm_logits.flatten(1), o.nsp_logits), 1))(m(t)),
+        (B, N * VOCAB + 2),
+    ),
+    "clip": (
+        lambda: create("model", "clip", projection_dim=C),
+        lambda: (
+            torch.randn(B, 3, 32, 32),
+            torch.cat([torch.randint(5, VOCAB, (B, N - 1)), torch.full((B, 1), 3)], 1),
+        ),
+        lambda m, x, t: m(x, t).logits_per_image,
+        (B, B),
+    ),
+    "siglip": (
+        lambda: create("model", "siglip"),
+        lambda: (torch.randn(B, 3, 32, 32), torch.randint(0, VOCAB, (B, N))),
+        lambda m, x, t: m(x, t).logits_per_image,
+        (B, B),
+    ),
+    "vit": (
+        lambda: create("model", "vit", image_size=8, patch_size=2, dim=C, depth=1,
+                       num_heads=H, mlp_dim=C, num_classes=3),
+        lambda: (torch.randn(B, 1, 8, 8),),
+        lambda m, x: m(x).logits,
+        (B, 3),
+    ),
+    "mae": (
+        lambda: create("model", "mae", image_size=8, patch_size=2, dim=C, depth=1,
+                       num_heads=H, mlp_dim=C, decoder_dim=8, decoder_depth=1,
+                       decoder_num_heads=2, decoder_mlp_dim=8),
+        lambda: (torch.rand(B, 1, 8, 8),),
+        lambda m, x: m(x, generator=torch.Generator().manual_seed(0)).pred,
+        (B, 16, 4),
+    ),
+    "blip": (
+        lambda: create("model", "blip"),
+        lambda: (
+            torch.randn(B, 3, 32, 32),
+            torch.cat([torch.full((B, 1), 2), torch.arange(4, 4 + B * (N - 2)).view(B, N - 2),
+                       torch.full((B, 1), 3)], 1),
+        ),
+        lambda m, x, t: torch.stack(
+            tuple(m(x, t, generator=torch.Generator().manual_seed(0)))[1:]
+        ),
+        (3,),
     ),
 }
 

@@ -23,6 +23,7 @@ class BenchRow:
     ours_s: float
     reference_s: float
     reference: str
+    note: str = ""  # what else was measured for this size (peak memory, ...)
 
     @property
     def ratio(self) -> float:
@@ -51,6 +52,7 @@ def compare(
     reference_name: str,
     *,
     min_time: float = 0.005,
+    note: str = "",
 ) -> BenchRow:
     """Time ``ours`` and ``reference`` interleaved (warm, median of ``ctx.repeats``)."""
     t = interleaved_times(
@@ -59,7 +61,7 @@ def compare(
         device=ctx.device,
         min_time=min_time,
     )
-    return BenchRow(case, size, t["ours"], t["reference"], reference_name)
+    return BenchRow(case, size, t["ours"], t["reference"], reference_name, note)
 
 
 def benchmark_names(names: list[str]) -> list[str]:

@@ -200,7 +200,7 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         y: torch.Tensor,
-        cross_kv: tuple[torch.Tensor, torch.Tensor],
+        cross_kv: tuple[torch.Tensor, torch.Tensor] | None,
         memory_padding: torch.Tensor | None = None,
         *,
         key_padding_mask: torch.Tensor | None = None,
@@ -209,7 +209,8 @@ class DecoderLayer(nn.Module):
     ) -> tuple[torch.Tensor, KVCache | None]:
         """y (B, T, d) -> (B, T, d) and the grown self-attention cache (``None`` without).
 
-        ``cross_kv`` are the memory's keys and values from ``cross_attention_kv``.
+        ``cross_kv`` are the memory's keys and values from ``cross_attention_kv``; ``None``
+        skips the cross-attention branch (BLIP's unimodal text mode, ``multimodal/blip.py``).
         """
         new_cache: list[KVCache | None] = [None]
 
@@ -225,7 +226,8 @@ class DecoderLayer(nn.Module):
             return cross_attend(self.cross_attn, h, cross_kv[0], cross_kv[1], memory_padding)
 
         y = residual(y, self.norm1, self.norm_first, attend, self.dropout)
-        y = residual(y, self.norm2, self.norm_first, cross, self.dropout)
+        if cross_kv is not None:
+            y = residual(y, self.norm2, self.norm_first, cross, self.dropout)
         y = residual(y, self.norm3, self.norm_first, self.ffn, nn.Identity())
         return y, new_cache[0]
 

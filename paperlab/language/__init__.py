@@ -1,0 +1,1 @@
+"""Language models (note D): BERT (``bert.py``) and its tokenisation (``tokenizer.py``)."""
