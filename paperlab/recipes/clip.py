@@ -16,6 +16,15 @@ Evaluation (``evaluate_contrastive``):
 Under ``torchrun`` the loss is the global-batch one (``clip_loss_distributed`` /
 ``siglip_loss_distributed``), so N processes train as one process on the whole batch.
 
+Your own pairs: ``--set data=pairs.csv`` (CSV/TSV/JSONL, columns ``image_key`` and
+``caption_key``; ``recipes/data_sources.py``) trains on them instead, images resized to
+``image_size``, captions tokenised by ``--set tokenizer=FOLDER`` or a word-level vocabulary
+of the training captions, truncated to ``max_length`` tokens. A seeded ``eval_fraction`` of
+the images is held out; the evaluation is then ``i2t@1/5`` and ``t2i@1/5`` on those pairs
+and ``skipped_rows`` (bad rows dropped with ``--set skip_bad=true``). There is no zero-shot
+accuracy on a data file: it needs class names and prompt templates, which only the synthetic
+captions have.
+
 The helpers here (tokenizer, data, the small models, a plain training loop, the evaluation)
 are shared with the experiments ``clip-zero-shot`` and ``clip-vs-siglip-batch``.
 """
@@ -24,12 +33,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from paperlab.data.formats.collate import collate_image_text
 from paperlab.data.synthetic.shapes import (
     DEFAULT_HELD_OUT,
     POSITIONS,
@@ -49,8 +60,14 @@ from paperlab.multimodal.zero_shot import (
     zero_shot_classifier,
     zero_shot_predict,
 )
+from paperlab.recipes.data_sources import (
+    PairDataConfig,
+    load_pairs,
+    pair_retrieval,
+    pairs_tokenizer,
+)
 from paperlab.registry import export_recipe
-from paperlab.training.trainer import Task, TrainConfig
+from paperlab.training.trainer import Task
 
 MAX_LENGTH = 12  # "[CLS] a small red circle at the top left [SEP]" is 10 tokens
 TEMPLATES: tuple[str, ...] = tuple(f"a {s} {{}} at the {p}" for s in SIZES for p in POSITIONS)
@@ -76,11 +93,13 @@ def distinct_captions(data: ShapesData) -> list[int]:
 
 def small_model(kind: str, tokenizer: Any, *, image_size: int = 16, patch_size: int = 4,
                 dim: int = 48, depth: int = 2, text_depth: int = 1, num_heads: int = 4,
-                projection_dim: int = 32, **extra: Any) -> nn.Module:
-    """A small ``CLIP`` or ``SigLIP`` for the shapes captions (MLP width 2 x dim)."""
+                projection_dim: int = 32, max_length: int = MAX_LENGTH,
+                **extra: Any) -> nn.Module:
+    """A small ``CLIP`` or ``SigLIP`` for the shapes captions (MLP width 2 x dim; captions
+    of ``max_length`` tokens)."""
     vision = dict(image_size=image_size, patch_size=patch_size, dim=dim, depth=depth,
                   num_heads=num_heads, mlp_dim=2 * dim)
-    text = dict(vocab_size=tokenizer.get_vocab_size(), max_length=MAX_LENGTH, dim=dim,
+    text = dict(vocab_size=tokenizer.get_vocab_size(), max_length=max_length, dim=dim,
                 depth=text_depth, num_heads=num_heads, mlp_dim=2 * dim)
     if kind == "clip":
         return CLIP(vision=clip_vision_config(**vision),
@@ -179,8 +198,10 @@ def evaluate_contrastive(model: nn.Module, tokenizer: Any, heldout: ShapesData,
 
 
 @dataclass
-class ContrastiveConfig(TrainConfig):
-    """``clip`` / ``siglip`` settings: training fields plus data and model sizes."""
+class ContrastiveConfig(PairDataConfig):
+    """``clip`` / ``siglip`` settings: training fields, the data (``PairDataConfig``: ``data``,
+    ``image_key``, ``caption_key``, ``tokenizer``, ``eval_fraction``, ``skip_bad``,
+    ``max_length``) and model sizes; ``n_train`` / ``n_eval`` size the synthetic data."""
 
     steps: int = 300
     batch_size: int = 64
@@ -197,20 +218,34 @@ class ContrastiveConfig(TrainConfig):
 
 
 def contrastive_task(kind: str, cfg: ContrastiveConfig) -> Task:
-    """The ``Task`` of ``kind`` ("clip" or "siglip") on the shapes captions."""
+    """The ``Task`` of ``kind`` ("clip" or "siglip") on the shapes captions or ``cfg.data``."""
+    extra = {} if kind == "siglip" else {"projection_dim": cfg.projection_dim}
+    sizes = dict(image_size=cfg.image_size, patch_size=cfg.patch_size, dim=cfg.dim,
+                 depth=cfg.depth, text_depth=cfg.text_depth, **extra)
+
+    def loss(model: nn.Module, batch: tuple[torch.Tensor, ...]):
+        value = contrastive_loss(model, *batch, for_ddp=True)
+        return value, {}
+
+    if cfg.data:
+        source = load_pairs(kind, cfg)
+        tok = pairs_tokenizer(kind, cfg, source.train_captions)
+        model = small_model(kind, tok, max_length=cfg.max_length, **sizes)
+
+        def evaluate_pairs(model: nn.Module) -> dict[str, float]:
+            return {**pair_retrieval(model, tok, source, cfg.max_length),
+                    "skipped_rows": float(source.skipped)}
+
+        return Task(model=model, train_set=source.train_set, loss=loss, evaluate=evaluate_pairs,
+                    collate=partial(collate_image_text, tokenizer=tok, max_length=cfg.max_length))
+
     tok = caption_tokenizer()
     train_data = make_shapes(cfg.n_train, seed=cfg.seed, image_size=cfg.image_size)
     heldout = make_shapes(cfg.n_eval, seed=cfg.seed + 1, image_size=cfg.image_size,
                           split="heldout")
     seen = make_shapes(cfg.n_eval, seed=cfg.seed + 2, image_size=cfg.image_size)
     ids, mask = encode_captions(tok, train_data.captions)
-    extra = {} if kind == "siglip" else {"projection_dim": cfg.projection_dim}
-    model = small_model(kind, tok, image_size=cfg.image_size, patch_size=cfg.patch_size,
-                        dim=cfg.dim, depth=cfg.depth, text_depth=cfg.text_depth, **extra)
-
-    def loss(model: nn.Module, batch: tuple[torch.Tensor, ...]):
-        value = contrastive_loss(model, *batch, for_ddp=True)
-        return value, {}
+    model = small_model(kind, tok, **sizes)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         return evaluate_contrastive(model, tok, heldout, seen)
@@ -221,13 +256,15 @@ def contrastive_task(kind: str, cfg: ContrastiveConfig) -> Task:
 
 @export_recipe("clip", config=ContrastiveConfig)
 def clip_recipe(cfg: ContrastiveConfig) -> Task:
-    """CLIP on synthetic shape captions; zero-shot accuracy and recall@1/5."""
+    """CLIP on synthetic shape captions (zero-shot accuracy and recall@1/5) or on
+    ``data=pairs.csv`` (held-out recall@1/5)."""
     return contrastive_task("clip", cfg)
 
 
 @export_recipe("siglip", config=ContrastiveConfig)
 def siglip_recipe(cfg: ContrastiveConfig) -> Task:
-    """SigLIP on synthetic shape captions; zero-shot accuracy and recall@1/5."""
+    """SigLIP on synthetic shape captions (zero-shot accuracy and recall@1/5) or on
+    ``data=pairs.csv`` (held-out recall@1/5)."""
     return contrastive_task("siglip", cfg)
 
 

@@ -8,18 +8,29 @@ images (a fixed mask) and a linear probe (``linear_probe``: multinomial logistic
 on the frozen encoder's mean-pooled features) -- test accuracy.
 The masks are drawn from torch's global RNG, which the trainer re-seeds every step, so a
 resumed run repeats an uninterrupted one.
+
+Your own images: ``--set data=ROOT`` trains either recipe on an ImageFolder
+(``ROOT/<class>/<image>``; ``recipes/data_sources.py``), images resized to ``image_size``
+(``patch_size`` must divide it) and, with ``in_channels=1``, converted to grayscale. A seeded
+``eval_fraction`` of each class is held out and takes the digits' test set's place: ViT's
+``accuracy`` over the folder's classes, MAE's ``reconstruction_mse`` and ``probe_accuracy``
+(the probe is fitted on the training part's features, labelled by folder). Both also report
+``skipped_rows`` (unreadable images dropped with ``--set skip_bad=true``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from paperlab.data.digits import digits_split
+from paperlab.recipes.data_sources import FolderDataConfig, load_folder
 from paperlab.registry import export_recipe
-from paperlab.training.trainer import Task, TrainConfig
+from paperlab.training.trainer import Task
 from paperlab.vision.mae import MAEConfig, MaskedAutoencoder
 from paperlab.vision.vit import VisionTransformer, ViTConfig
 
@@ -61,9 +72,30 @@ def linear_probe(
         return float((probe(b).argmax(-1) == test_labels).float().mean())
 
 
+def vision_data(recipe: str, cfg: FolderDataConfig) -> tuple[Any, Any, int, dict[str, float]]:
+    """(train set, (held-out images, labels), number of classes, extra evaluation numbers):
+    the digits' fixed split, or ``cfg.data``'s ImageFolder split per class."""
+    if not cfg.data:
+        train_set, test_set = digits_split(seed=0)
+        return train_set, test_set.tensors, 10, {}
+    source = load_folder(recipe, cfg)
+    return (source.train_set, source.tensors("held"), source.num_classes,
+            {"skipped_rows": float(len(source.dataset.skipped))})
+
+
+def _stack(train_set: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of a training set: a ``TensorDataset``'s tensors, else read item by
+    item (an ImageFolder subset, for the linear probe)."""
+    if isinstance(train_set, TensorDataset):
+        return train_set.tensors
+    items = [train_set[i] for i in range(len(train_set))]
+    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+
+
 @dataclass
-class ViTRecipeConfig(TrainConfig):
-    """``vit`` settings: the shared training fields plus the model's size."""
+class ViTRecipeConfig(FolderDataConfig):
+    """``vit`` settings: the shared training fields, the data (``FolderDataConfig``: ``data``,
+    ``image_size``, ``in_channels``, ``eval_fraction``, ``skip_bad``) and the model's size."""
 
     steps: int = 400
     batch_size: int = 96
@@ -79,13 +111,13 @@ class ViTRecipeConfig(TrainConfig):
 
 @export_recipe("vit", config=ViTRecipeConfig)
 def vit_recipe(cfg: ViTRecipeConfig) -> Task:
-    """ViT classifier on scikit-learn's digits; evaluation: test accuracy."""
-    train_set, test_set = digits_split(seed=0)
+    """ViT classifier on scikit-learn's digits (or ``data=ROOT``); evaluation: test accuracy."""
+    train_set, (test_x, test_y), classes, extra = vision_data("vit", cfg)
     model = VisionTransformer(ViTConfig(
-        image_size=8, patch_size=cfg.patch_size, in_channels=1, dim=cfg.dim, depth=cfg.depth,
-        num_heads=cfg.num_heads, mlp_dim=cfg.mlp_dim, num_classes=10, dropout=cfg.dropout,
+        image_size=cfg.image_size, patch_size=cfg.patch_size, in_channels=cfg.in_channels,
+        dim=cfg.dim, depth=cfg.depth, num_heads=cfg.num_heads, mlp_dim=cfg.mlp_dim,
+        num_classes=classes, dropout=cfg.dropout,
     ))
-    test_x, test_y = test_set.tensors
 
     def loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
         images, labels = batch
@@ -96,14 +128,15 @@ def vit_recipe(cfg: ViTRecipeConfig) -> Task:
     def evaluate(model: nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device
         logits = model(test_x.to(device)).logits
-        return {"accuracy": (logits.argmax(-1).cpu() == test_y).float().mean().item()}
+        return {"accuracy": (logits.argmax(-1).cpu() == test_y).float().mean().item(), **extra}
 
     return Task(model=model, train_set=train_set, loss=loss, evaluate=evaluate)
 
 
 @dataclass
-class MAERecipeConfig(TrainConfig):
-    """``mae`` settings: the shared training fields plus the model and masking."""
+class MAERecipeConfig(FolderDataConfig):
+    """``mae`` settings: the shared training fields, the data (``FolderDataConfig``) and the
+    model and masking."""
 
     steps: int = 400
     batch_size: int = 128
@@ -123,9 +156,10 @@ class MAERecipeConfig(TrainConfig):
 
 
 def mae_model(cfg: MAERecipeConfig) -> MaskedAutoencoder:
-    """The recipe's ``MaskedAutoencoder`` for 8 x 8 single-channel digits."""
+    """The recipe's ``MaskedAutoencoder`` (8 x 8 single-channel digits by default)."""
     return MaskedAutoencoder(MAEConfig(
-        image_size=8, patch_size=cfg.patch_size, in_channels=1, dim=cfg.dim, depth=cfg.depth,
+        image_size=cfg.image_size, patch_size=cfg.patch_size, in_channels=cfg.in_channels,
+        dim=cfg.dim, depth=cfg.depth,
         num_heads=cfg.num_heads, mlp_dim=cfg.mlp_dim, decoder_dim=cfg.decoder_dim,
         decoder_depth=cfg.decoder_depth, decoder_num_heads=cfg.decoder_num_heads,
         decoder_mlp_dim=cfg.decoder_mlp_dim, mask_ratio=cfg.mask_ratio,
@@ -135,12 +169,11 @@ def mae_model(cfg: MAERecipeConfig) -> MaskedAutoencoder:
 
 @export_recipe("mae", config=MAERecipeConfig)
 def mae_recipe(cfg: MAERecipeConfig) -> Task:
-    """MAE pre-training on the digits' training images; evaluation: test reconstruction MSE
-    on masked patches (fixed mask) and linear-probe test accuracy."""
-    train_set, test_set = digits_split(seed=0)
+    """MAE pre-training on the digits' (or ``data=ROOT``'s) training images; evaluation: test
+    reconstruction MSE on masked patches (fixed mask) and linear-probe test accuracy."""
+    train_set, (test_x, test_y), _, extra = vision_data("mae", cfg)
     model = mae_model(cfg)
-    train_x, train_y = train_set.tensors
-    test_x, test_y = test_set.tensors
+    probe_data: list[tuple[torch.Tensor, torch.Tensor]] = []  # the training images, read once
 
     def loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
         out = model(batch[0])  # labels unused: self-supervised
@@ -151,9 +184,12 @@ def mae_recipe(cfg: MAERecipeConfig) -> Task:
         g = torch.Generator().manual_seed(12345)
         noise = torch.rand(len(test_x), model.encoder.config.num_patches, generator=g)
         rec = model(test_x.to(device), noise=noise.to(device)).loss.item()
+        if not probe_data:
+            probe_data.append(_stack(train_set))
+        train_x, train_y = probe_data[0]
         probe = linear_probe(model.features(train_x.to(device)).cpu(), train_y,
                              model.features(test_x.to(device)).cpu(), test_y)
-        return {"reconstruction_mse": rec, "probe_accuracy": probe}
+        return {"reconstruction_mse": rec, "probe_accuracy": probe, **extra}
 
     return Task(model=model, train_set=train_set, loss=loss, evaluate=evaluate)
 
@@ -162,6 +198,7 @@ __all__ = [
     "MAERecipeConfig",
     "ViTRecipeConfig",
     "linear_probe",
+    "vision_data",
     "mae_model",
     "mae_recipe",
     "vit_recipe",
