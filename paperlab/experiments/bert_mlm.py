@@ -50,6 +50,7 @@ from paperlab.language.tokenizer import (
     word_level_tokenizer,
 )
 from paperlab.registry import export_experiment
+from paperlab.training.schedules import warmup_cosine_factor
 
 MAX_LEN = 12
 LR, BATCH = 3e-3, 64
@@ -88,17 +89,6 @@ class MaskStats:
         return {k: (c[k] - n * q) / math.sqrt(n * q * (1 - q)) for k, (n, q) in expected.items()}
 
 
-def _warmup_cosine(steps: int):
-    warm = max(1, steps // 10)
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
-
-    return f
-
-
 @export_experiment(
     "bert-mlm",
     note="D2 BERT",
@@ -126,7 +116,9 @@ def bert_mlm(ctx: Context) -> Result:
         attention_probs_dropout_prob=0.0, initializer_range=INIT,
     )  # fmt: skip
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine_factor(s, steps, max(1, steps // 10))
+    )
     g = ctx.generator(3)
     stats = MaskStats()
     losses: list[float] = []

@@ -49,9 +49,9 @@ import torch
 
 from paperlab.data.digits import digits_split
 from paperlab.experiments.base import Claim, Context, Result, pyplot
-from paperlab.experiments.vit_digits import cosine_lr
 from paperlab.recipes.vision import linear_probe
 from paperlab.registry import export_experiment
+from paperlab.training.schedules import warmup_cosine_factor
 from paperlab.vision.mae import MAEConfig, MaskedAutoencoder, paste_reconstruction
 from paperlab.vision.vit import patchify
 
@@ -80,7 +80,7 @@ def pretrain(model: MaskedAutoencoder, images: torch.Tensor, steps: int, batch: 
     masks from ``g``; returns the losses."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, betas=(0.9, 0.95))
     warm = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, steps, warm))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine_factor(s, steps, warm))
     losses = []
     model.train()
     for _ in range(steps):

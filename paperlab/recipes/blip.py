@@ -44,7 +44,12 @@ from paperlab.data.synthetic.shapes import ShapesData, caption_words, make_shape
 from paperlab.language.tokenizer import SPECIALS, encode_batch, token_id, word_level_tokenizer
 from paperlab.multimodal.blip import BLIP, BLIPConfig, BLIPTextConfig, blip_vision_config
 from paperlab.multimodal.capfilt import decode_captions, generate_captions, itm_scores
-from paperlab.recipes.clip import MAX_LENGTH, ContrastiveConfig, evaluate_contrastive
+from paperlab.recipes.clip import (
+    MAX_LENGTH,
+    ContrastiveConfig,
+    evaluate_contrastive,
+    train_sampled,
+)
 from paperlab.recipes.data_sources import (
     HeldPairs,
     PairSource,
@@ -90,24 +95,11 @@ def train_blip(
     steps: int, batch_size: int, lr: float = 2e-3, seed: int = 0,
     track: Callable[[Iterable[int]], Iterable[int]] = iter,
 ) -> list[float]:
-    """A plain AdamW loop (linear warm-up over 10%, then constant) on random batches drawn
-    with a seeded generator, which also draws the hard negatives; the loss per step."""
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warm = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
-    losses = []
-    model.train()
-    for _ in track(range(steps)):
-        idx = torch.randint(0, images.shape[0], (batch_size,), generator=g)
-        loss = model(images[idx], ids[idx], mask[idx], generator=g).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
+    """``train_sampled`` with BLIP's ITC + ITM + LM loss; the seeded generator that draws
+    the batches also draws the hard negatives. Returns the loss per step."""
+    return train_sampled(model, lambda m, batch, g: m(*batch, generator=g).loss,
+                         (images, ids, mask), steps=steps, batch_size=batch_size, lr=lr,
+                         seed=seed, track=track)
 
 
 @torch.no_grad()

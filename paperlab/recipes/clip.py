@@ -123,13 +123,15 @@ def contrastive_loss(model: nn.Module, images: torch.Tensor, ids: torch.Tensor,
                                  for_ddp=for_ddp)
 
 
-def train_contrastive(
-    model: nn.Module, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, *,
-    steps: int, batch_size: int, lr: float = 2e-3, seed: int = 0,
-    track: Callable[[Iterable[int]], Iterable[int]] = iter,
+def train_sampled(
+    model: nn.Module, batch_loss: Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Generator],
+                                           torch.Tensor],
+    tensors: tuple[torch.Tensor, ...], *, steps: int, batch_size: int, lr: float = 2e-3,
+    seed: int = 0, track: Callable[[Iterable[int]], Iterable[int]] = iter,
 ) -> list[float]:
-    """A plain AdamW loop (linear warm-up over 10%, then constant) on random batches drawn
-    with a seeded generator; returns the loss per step. For the experiments."""
+    """A plain AdamW loop (linear warm-up over 10%, then constant) on random batches of
+    ``tensors`` drawn with a generator seeded by ``seed``; ``batch_loss(model, batch, g)``
+    gives the loss (``g`` may draw more, e.g. hard negatives). Returns the loss per step."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warm = max(1, steps // 10)
@@ -137,8 +139,8 @@ def train_contrastive(
     losses = []
     model.train()
     for _ in track(range(steps)):
-        idx = torch.randint(0, images.shape[0], (batch_size,), generator=g)
-        loss = contrastive_loss(model, images[idx], ids[idx], mask[idx])
+        idx = torch.randint(0, tensors[0].shape[0], (batch_size,), generator=g)
+        loss = batch_loss(model, tuple(t[idx] for t in tensors), g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -146,6 +148,17 @@ def train_contrastive(
         losses.append(loss.item())
     model.eval()
     return losses
+
+
+def train_contrastive(
+    model: nn.Module, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, *,
+    steps: int, batch_size: int, lr: float = 2e-3, seed: int = 0,
+    track: Callable[[Iterable[int]], Iterable[int]] = iter,
+) -> list[float]:
+    """``train_sampled`` with the contrastive loss (CLIP or SigLIP); for the experiments."""
+    return train_sampled(model, lambda m, batch, g: contrastive_loss(m, *batch),
+                         (images, ids, mask), steps=steps, batch_size=batch_size, lr=lr,
+                         seed=seed, track=track)
 
 
 @torch.no_grad()
@@ -280,6 +293,7 @@ __all__ = [
     "retrieval",
     "small_model",
     "train_contrastive",
+    "train_sampled",
     "zero_shot_accuracy",
     "zero_shot_predictions",
 ]

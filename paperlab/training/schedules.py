@@ -72,6 +72,15 @@ class WarmupLinear(_Warmup):
         return 1.0 - progress
 
 
+def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """The experiments' short-run variant of ``WarmupCosine`` as a plain function: warm-up
+    (step + 1) / W, so the first step already trains, then cosine decay to 0 at T."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / span))
+
+
 def warmup_cosine(
     optimizer: torch.optim.Optimizer,
     warmup_steps: int,

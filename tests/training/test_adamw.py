@@ -15,7 +15,13 @@ from torch import nn
 from paperlab import create
 from paperlab.errors import ArgumentError, ArgumentTypeError
 from paperlab.training.adamw import Adam, AdamW, param_groups_weight_decay
-from paperlab.training.schedules import WarmupCosine, WarmupLinear, warmup_cosine, warmup_linear
+from paperlab.training.schedules import (
+    WarmupCosine,
+    WarmupLinear,
+    warmup_cosine,
+    warmup_cosine_factor,
+    warmup_linear,
+)
 
 PAIRS = {"adam": (Adam, torch.optim.Adam), "adamw": (AdamW, torch.optim.AdamW)}
 TOL = {torch.float64: 1e-12, torch.float32: 1e-6}
@@ -335,6 +341,14 @@ def test_schedule_values():
     assert math.isclose(cos(110), 0.1) and math.isclose(cos(500), 0.1)
     assert lin(5) == 0.5 and lin(10) == 1.0 and math.isclose(lin(60), 0.5) and lin(200) == 0.0
     assert WarmupCosine(0, 10)(0) == 1.0
+
+
+def test_warmup_cosine_factor_values():
+    # warm-up (s + 1) / W: the first step already trains; then half a cosine from 1 to 0
+    values = [warmup_cosine_factor(s, 10, 4) for s in range(11)]
+    expected = [0.25, 0.5, 0.75, 1.0] + [0.5 * (1 + math.cos(math.pi * k / 6)) for k in range(7)]
+    assert values == pytest.approx(expected, abs=1e-12)
+    assert values[-1] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_schedulers_drive_our_optimizer_and_survive_state_dict():
