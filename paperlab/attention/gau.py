@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperlab.attention import build_position
+from paperlab.attention.base import build_position
 from paperlab.attention.masks import (
     accumulation_dtype,
     check_key_padding_mask,

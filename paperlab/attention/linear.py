@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperlab.attention import AttentionModule
+from paperlab.attention.base import AttentionModule
 from paperlab.attention.masks import (
     accumulation_dtype,
     check_key_padding_mask,

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperlab.attention import AttentionModule
+from paperlab.attention.base import AttentionModule
 from paperlab.attention.linear import linear_attention_features
 from paperlab.attention.masks import accumulation_dtype, check_key_padding_mask, check_qkv
 from paperlab.errors import ArgumentError, ArgumentTypeError, ShapeError, check_int

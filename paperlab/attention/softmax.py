@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperlab.attention import AttentionModule, KVCache
+from paperlab.attention.base import AttentionModule, KVCache
 from paperlab.attention.masks import (
     accumulation_dtype,
     attend_mask,

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperlab.attention import AttentionModule, KVCache
+from paperlab.attention.base import AttentionModule, KVCache
 from paperlab.attention.masks import (
     accumulation_dtype,
     check_key_padding_mask,

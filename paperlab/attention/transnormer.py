@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperlab.attention import AttentionModule
+from paperlab.attention.base import AttentionModule
 from paperlab.attention.linear import feature_map_fn, linear_attention_features
 from paperlab.attention.masks import accumulation_dtype, check_key_padding_mask, check_qkv
 from paperlab.attention.softmax import scaled_dot_product_attention

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from paperlab.attention import KVCache
+from paperlab.attention.base import KVCache
 from paperlab.attention.masks import check_key_padding_mask
 from paperlab.config import Config
 from paperlab.errors import ArgumentTypeError, ConfigError, ShapeError
@@ -63,7 +63,6 @@ from paperlab.sequence.transformer_layers import (
     EncoderLayer,
     cross_attention_kv,
 )
-from paperlab.sequence.transformer_weights import load_torch_transformer
 
 # --- the model -------------------------------------------------------------------------------
 
@@ -428,5 +427,4 @@ __all__ = [
     "Seq2SeqCache",
     "Seq2SeqConfig",
     "Seq2SeqTransformer",
-    "load_torch_transformer",
 ]

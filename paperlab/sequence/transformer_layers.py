@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperlab.attention import KVCache
+from paperlab.attention.base import KVCache
 from paperlab.attention.masks import merge_heads, split_heads
 from paperlab.attention.softmax import MultiHeadAttention, scaled_dot_product_attention
 from paperlab.errors import ConfigError

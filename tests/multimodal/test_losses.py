@@ -266,7 +266,7 @@ def test_allocation_tracker_agrees_with_the_profilers_allocator_events(which):
     inside an operation)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from paperlab.experiments.siglip_chunked_memory import _step
+    from paperlab.experiments.multimodal.siglip_chunked_memory import _step
     from paperlab.memory import peak_bytes
 
     image, text = (x.detach() for x in _features(256, 64))

@@ -15,8 +15,8 @@ from paperlab.sequence.transformer import (
     Seq2SeqCache,
     Seq2SeqConfig,
     Seq2SeqTransformer,
-    load_torch_transformer,
 )
+from paperlab.sequence.transformer_weights import load_torch_transformer
 
 SV, TV, D, H = 11, 9, 16, 2
 BOS, EOS = 0, 1

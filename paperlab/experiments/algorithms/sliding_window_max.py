@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from paperlab.algorithms import sliding_window_max
+from paperlab.experiments.algorithms.heap import CountingInt
 from paperlab.experiments.base import Claim, Context, Result, pyplot
-from paperlab.experiments.heap import CountingInt
 from paperlab.registry import export_experiment
 from paperlab.timing import fit_power_law, interleaved_times
 

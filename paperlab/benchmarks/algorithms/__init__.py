@@ -1,0 +1,1 @@
+"""Benchmarks of the classic algorithms (notes J2-J6)."""

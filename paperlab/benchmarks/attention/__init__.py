@@ -1,0 +1,1 @@
+"""Benchmarks of the attention variants (notes B1-B5)."""

@@ -1,0 +1,1 @@
+"""Benchmarks of the language models (notes D1-D2)."""

@@ -1,0 +1,1 @@
+"""Benchmarks of the vision-language models (notes D5-D7)."""

@@ -1,0 +1,1 @@
+"""Benchmarks of the position encodings (notes A1-A2)."""

@@ -1,0 +1,1 @@
+"""Benchmarks of the sequence models (notes C1-C3)."""

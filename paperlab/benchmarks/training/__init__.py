@@ -1,0 +1,1 @@
+"""Benchmarks of the training techniques (notes I1-I3)."""

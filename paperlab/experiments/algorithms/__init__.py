@@ -1,0 +1,1 @@
+"""Experiments for the classic algorithms (notes J2-J6): growth rates by counted comparisons."""

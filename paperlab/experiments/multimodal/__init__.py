@@ -1,0 +1,1 @@
+"""Experiments for the vision-language models (notes D5-D7): CLIP, SigLIP, BLIP."""

@@ -1,0 +1,1 @@
+"""Experiments for the training techniques (notes I1-I3): AdamW, gradient checkpointing, DDP."""
