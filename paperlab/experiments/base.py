@@ -37,16 +37,26 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 @dataclass(frozen=True)
 class Claim:
-    """A statement checked by a measurement: ``value op threshold``."""
+    """A statement checked by a measurement: ``value op threshold``.
+
+    ``control`` is the value the same measurement gives for something that must fail the
+    claim (chance, the mean, the mechanism switched off); recording it shows the margin.
+    ``per_seed`` holds the value on each seed when the claim is made over seeds
+    (``Claim.over_seeds``); ``value`` is then the worst seed's.
+    """
 
     statement: str
     value: Any
     op: str
     threshold: Any
     passed: bool
+    control: Any = None
+    per_seed: tuple[Any, ...] | None = None
 
     @classmethod
-    def check(cls, statement: str, value: Any, op: str, threshold: Any) -> Claim:
+    def check(
+        cls, statement: str, value: Any, op: str, threshold: Any, *, control: Any = None
+    ) -> Claim:
         """Compare ``value`` with ``threshold`` using ``op`` (one of < <= > >= ==).
 
         A NaN value never passes.
@@ -55,17 +65,67 @@ class Claim:
             raise ArgumentError(f"op must be one of {', '.join(_OPS)}, got {op!r}")
         value = _plain(value)
         threshold = _plain(threshold)
-        nan = isinstance(value, float) and math.isnan(value)
-        return cls(statement, value, op, threshold, (not nan) and bool(_OPS[op](value, threshold)))
+        return cls(statement, value, op, threshold, _holds(value, op, threshold), _plain(control))
+
+    @classmethod
+    def over_seeds(
+        cls,
+        statement: str,
+        values: Iterable[Any],
+        op: str,
+        threshold: Any,
+        *,
+        control: Any = None,
+    ) -> Claim:
+        """A claim that must hold on every seed: ``values[i] op threshold`` for each i.
+
+        ``value`` is the worst seed's value (the smallest for ``>``/``>=``, the largest for
+        ``<``/``<=``); ``per_seed`` keeps them all, and ``to_dict`` adds their mean and
+        standard deviation. ``control`` may be one value or one per seed.
+        """
+        if op not in _OPS or op == "==":
+            raise ArgumentError(f"op must be one of < <= > >=, got {op!r}")
+        vals = tuple(_plain(v) for v in values)
+        if not vals:
+            raise ArgumentError("values must hold at least one seed's value")
+        threshold = _plain(threshold)
+        passed = all(_holds(v, op, threshold) for v in vals)
+        finite = [v for v in vals if not _is_nan(v)]
+        if len(finite) < len(vals):
+            worst: Any = float("nan")
+        else:
+            worst = min(vals) if op in (">", ">=") else max(vals)
+        if isinstance(control, (list, tuple)):
+            control = tuple(_plain(c) for c in control)
+        else:
+            control = _plain(control)
+        return cls(statement, worst, op, threshold, passed, control, vals)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "statement": self.statement,
             "value": self.value,
             "op": self.op,
             "threshold": self.threshold,
             "passed": self.passed,
         }
+        if self.control is not None:
+            out["control"] = list(self.control) if isinstance(self.control, tuple) else self.control
+        if self.per_seed is not None:
+            vals = [float(v) for v in self.per_seed]
+            mean = sum(vals) / len(vals)
+            var = sum((v - mean) ** 2 for v in vals) / max(len(vals) - 1, 1)
+            out.update(per_seed=list(self.per_seed), mean=mean, sd=var**0.5)
+        return out
+
+
+def _is_nan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _holds(value: Any, op: str, threshold: Any) -> bool:
+    """``value op threshold``; a NaN value never holds."""
+    return (not _is_nan(value)) and bool(_OPS[op](value, threshold))
 
 
 def _plain(x: Any) -> Any:
@@ -111,6 +171,14 @@ class Context:
     def pick(self, smoke: T, quick: T, full: T) -> T:
         """The value for this context's size preset."""
         return {"smoke": smoke, "quick": quick, "full": full}[self.size]
+
+    def seeds(self, n: int = 3) -> list[int]:
+        """``n`` seeds for a claim made over seeds: this context's seed and the next ``n - 1``.
+
+        Experiments fix their thresholds from a pilot on a seed outside the ones a tour uses
+        (e.g. seed 100), then report each of these seeds' values (``Claim.over_seeds``).
+        """
+        return [self.seed + i for i in range(n)]
 
     def rng(self, offset: int = 0) -> random.Random:
         """A Python RNG seeded from the context's seed (plus ``offset`` for independent streams)."""
