@@ -7,6 +7,9 @@ so code that already catches those keeps working.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class PaperlabError(Exception):
     """Base class of every error paperlab raises on purpose."""
@@ -37,6 +40,28 @@ class UnknownNameError(PaperlabError, LookupError):
 
 class OutputError(PaperlabError, OSError):
     """An output folder cannot be created or written."""
+
+
+class MissingExtraError(PaperlabError, ImportError):
+    """An optional feature needs a package from one of paperlab's extras."""
+
+
+def require(module: str, *, extra: str, purpose: str) -> ModuleType:
+    """Import ``module`` for an optional feature, or raise one line naming the extra.
+
+    ``require("transformers", extra="hf", purpose="benchmark 'bert'")`` returns the module,
+    or raises ``MissingExtraError``: "benchmark 'bert' needs transformers, which is not
+    installed: pip install 'paperlab[hf]'". Everything the main job uses is a core
+    dependency; only optional features (benchmarks against HF models, OpenCV's cascades)
+    go through here.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{purpose} needs {module.split('.')[0]}, which is not installed or does not "
+            f"import ({exc}): pip install 'paperlab[{extra}]'"
+        ) from None
 
 
 def check_int(name: str, value: object, *, minimum: int | None = None) -> int:

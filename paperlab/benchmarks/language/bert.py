@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from paperlab.benchmarks.base import BenchContext, BenchRow, compare
-from paperlab.errors import ConfigError
+from paperlab.errors import require
 from paperlab.registry import export_benchmark
 
 
@@ -15,13 +15,7 @@ def bench_bert(ctx: BenchContext) -> list[BenchRow]:
     """BertModel forward without grad, hidden 256, 4 layers, 4 heads, FFN 1024, batch 4,
     half of each row's tokens real in the second half of the batch (padding mask), float32;
     reference: transformers ``BertModel`` (its default SDPA attention)."""
-    try:
-        import transformers
-    except ImportError as exc:
-        raise ConfigError(
-            f"benchmark 'bert' compares against HF transformers, which is not importable "
-            f"({exc}); pip install -e '.[hf]'"
-        ) from None
+    transformers = require("transformers", extra="hf", purpose="benchmark 'bert'")
     from paperlab.hub.bert import bert_from_state
 
     hc = transformers.BertConfig(

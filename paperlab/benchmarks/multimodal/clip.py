@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from paperlab.benchmarks.base import BenchContext, BenchRow, compare
-from paperlab.errors import ConfigError
+from paperlab.errors import require
 from paperlab.registry import export_benchmark
 
 TEXT = dict(vocab_size=1000, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
@@ -37,13 +37,7 @@ def _inputs(batch: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.
 def bench_clip(ctx: BenchContext) -> list[BenchRow]:
     """CLIP training step (forward + backward), ViT 32x32/4 and text 32 tokens, d 128, 4 + 4
     layers, float32; reference = HF CLIPModel (sdpa) with the same weights."""
-    try:
-        import transformers
-    except ImportError as exc:
-        raise ConfigError(
-            f"benchmark 'clip' compares against HF transformers, which is not importable "
-            f"({exc}); pip install -e '.[hf]'"
-        ) from None
+    transformers = require("transformers", extra="hf", purpose="benchmark 'clip'")
     from paperlab.hub.clip import import_clip
 
     torch.manual_seed(0)

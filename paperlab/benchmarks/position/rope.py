@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from paperlab.benchmarks.base import BenchContext, BenchRow, compare
-from paperlab.errors import ConfigError
+from paperlab.errors import require
 from paperlab.position.rope import apply_rotary, rotary_cos_sin, rotary_inv_freq
 from paperlab.registry import export_benchmark
 
@@ -13,13 +13,10 @@ from paperlab.registry import export_benchmark
 @export_benchmark("rope", group="attention", note="A2")
 def bench_rope(ctx: BenchContext) -> list[BenchRow]:
     """apply_rotary on q and k (half-split) vs HF Llama's apply_rotary_pos_emb, B=4 H=8 D=64."""
-    try:
-        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-    except ImportError as exc:
-        raise ConfigError(
-            f"benchmark 'rope' compares against HF transformers, which is not importable ({exc}); "
-            "pip install -e '.[hf]'"
-        ) from None
+    llama = require(
+        "transformers.models.llama.modeling_llama", extra="hf", purpose="benchmark 'rope'"
+    )
+    apply_rotary_pos_emb = llama.apply_rotary_pos_emb
     b, h, d = 4, 8, 64
     sizes = [256, 1024] if ctx.quick else [256, 512, 1024, 2048, 4096]
     g = torch.Generator().manual_seed(0)

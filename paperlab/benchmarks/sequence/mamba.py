@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from paperlab.benchmarks.base import BenchContext, BenchRow, compare
-from paperlab.errors import ConfigError
+from paperlab.errors import require
 from paperlab.registry import export_benchmark
 from paperlab.sequence.mamba import MambaLM, config_from_hf, load_hf_mamba_state_dict
 from paperlab.sequence.selective_scan import selective_scan_parallel, selective_scan_sequential
@@ -44,13 +44,7 @@ def bench_selective_scan(ctx: BenchContext) -> list[BenchRow]:
 def bench_mamba_block(ctx: BenchContext) -> list[BenchRow]:
     """MambaLM.features vs HF MambaModel (slow path, no cache), d_model 64, 2 layers, N 16,
     the same weights, batch 1, forward without grad."""
-    try:
-        import transformers
-    except ImportError as exc:
-        raise ConfigError(
-            f"benchmark 'mamba-block' compares against HF transformers, which is not importable "
-            f"({exc}); pip install -e '.[hf]'"
-        ) from None
+    transformers = require("transformers", extra="hf", purpose="benchmark 'mamba-block'")
     hc = transformers.MambaConfig(
         vocab_size=256, hidden_size=64, state_size=16, num_hidden_layers=2, expand=2,
         conv_kernel=4, use_mambapy=False, use_associative_scan=False,

@@ -138,10 +138,7 @@ def load_image(path: Path, image_size: int | None = None) -> torch.Tensor:
     Raises ``OSError`` or ``ValueError`` from Pillow on a missing or unreadable file; the
     readers turn that into a ``DataFormatError`` naming the row.
     """
-    try:
-        from PIL import Image
-    except ImportError as exc:
-        raise ImportError("reading images needs Pillow: pip install 'paperlab[vision]'") from exc
+    from PIL import Image
 
     with Image.open(path) as img:
         rgb = img.convert("RGB")
