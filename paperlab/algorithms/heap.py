@@ -41,13 +41,35 @@ O(len log n) in all, O(n) memory, one pass over any iterable. Each stored entry 
 the items themselves are never compared. ``n == 1`` uses ``min``/``max``; when ``n`` is at least
 the input's length, sorting is cheaper.
 
-Errors match ``heapq``: popping or replacing on an empty heap raises
-``IndexError('index out of range')``; a non-list heap raises a ``TypeError`` (here the
-``ArgumentTypeError`` subclass) with ``heapq``'s message.
+Errors match ``heapq`` (the C module ``_heapq``, which is what ``import heapq`` gives):
+
+- popping or replacing on an empty heap: ``IndexError('index out of range')``;
+- a non-list heap: a ``TypeError`` (here the ``ArgumentTypeError`` subclass) with ``heapq``'s
+  message;
+- a comparison that changes the length of the list being sifted (an item whose ``__lt__``
+  clears, appends to or pops from the heap): ``RuntimeError('list changed size during
+  iteration')``, raised right after that comparison, whether it returned true or false, by
+  ``heappush``, ``heappop``, ``heapreplace``, ``heapify`` and the sift of ``heappushpop``;
+- ``heappushpop`` whose first comparison (root < item) empties the heap:
+  ``IndexError('index out of range')``.
+
+A comparison that mutates the list without changing its length goes on: the sifts read the
+list afresh at every step and swap whatever sits at the two positions then, as the C code
+does, so the list ends in the same state. (The pure-Python ``heapq`` fallback caches items
+and writes into holes instead; it raises ``IndexError`` from its index assignments in the
+cases above and leaves different lists.) ``nsmallest``/``nlargest`` follow ``heapq``'s
+control flow (``n == 1`` first, then the ``sorted`` shortcut for sized inputs), accept any
+integer-like ``n`` (NumPy ints too), and name ``n`` in a ``TypeError`` otherwise, where
+``heapq`` raises a ``TypeError`` from ``range`` or slicing.
+
+Where this module still differs: a ``list`` *subclass* that overrides ``__getitem__``,
+``__setitem__``, ``__len__``, ``append`` or ``pop`` has its overrides called here; the C code
+reaches past them into the list's storage.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import Any, TypeVar
@@ -79,29 +101,54 @@ def _empty() -> IndexError:
 
 
 # ---------------------------------------------------------------------------------- the sifts
+#
+# The sifts read the list afresh at every step (never a cached item), and check its size after
+# every comparison, as ``_heapqmodule.c`` does: a comparison is user code and may mutate the
+# very list being sifted. The checks are what make the errors ``heapq``'s.
+
+
+def _changed_size() -> RuntimeError:
+    return RuntimeError("list changed size during iteration")
 
 
 def _sift_up(heap: list[Any], start: int, pos: int) -> None:
-    """Swap ``heap[pos]`` with its parent while it is smaller, stopping at index ``start``."""
-    item = heap[pos]
+    """Swap ``heap[pos]`` with its parent while it is smaller, stopping at index ``start``.
+
+    ``heapq``'s ``_siftdown``. Raises ``IndexError`` if ``pos`` is past the end and
+    ``RuntimeError`` if a comparison changed the list's length.
+    """
+    size = len(heap)
+    if pos >= size:
+        raise _empty()
     while pos > start:
         parent_pos = (pos - 1) >> 1
-        parent = heap[parent_pos]
-        if not item < parent:
+        smaller = bool(heap[pos] < heap[parent_pos])
+        if len(heap) != size:
+            raise _changed_size()
+        if not smaller:
             break
-        heap[parent_pos], heap[pos] = item, parent
+        heap[parent_pos], heap[pos] = heap[pos], heap[parent_pos]
         pos = parent_pos
 
 
 def _sift_down(heap: list[Any], pos: int) -> None:
-    """Restore the heap below ``pos``: smaller child up until a leaf, then sift the item up."""
+    """Restore the heap below ``pos``: smaller child up until a leaf, then sift the item up.
+
+    ``heapq``'s ``_siftup``, with the same ``IndexError`` / ``RuntimeError`` as ``_sift_up``.
+    """
     end = len(heap)
+    if pos >= end:
+        raise _empty()
     start = pos
     limit = end >> 1  # the first index without children
     while pos < limit:
         child = 2 * pos + 1
-        if child + 1 < end and not heap[child] < heap[child + 1]:
-            child += 1  # the right child is the smaller one (or they tie)
+        if child + 1 < end:
+            left_smaller = bool(heap[child] < heap[child + 1])
+            if len(heap) != end:
+                raise _changed_size()
+            if not left_smaller:
+                child += 1  # the right child is the smaller one (or they tie)
         heap[pos], heap[child] = heap[child], heap[pos]
         pos = child
     _sift_up(heap, start, pos)
@@ -109,28 +156,61 @@ def _sift_down(heap: list[Any], pos: int) -> None:
 
 def _sift_up_max(heap: list[Any], start: int, pos: int) -> None:
     """``_sift_up`` for a max-heap (parents >= children)."""
-    item = heap[pos]
+    size = len(heap)
+    if pos >= size:
+        raise _empty()
     while pos > start:
         parent_pos = (pos - 1) >> 1
-        parent = heap[parent_pos]
-        if not parent < item:
+        larger = bool(heap[parent_pos] < heap[pos])
+        if len(heap) != size:
+            raise _changed_size()
+        if not larger:
             break
-        heap[parent_pos], heap[pos] = item, parent
+        heap[parent_pos], heap[pos] = heap[pos], heap[parent_pos]
         pos = parent_pos
 
 
 def _sift_down_max(heap: list[Any], pos: int) -> None:
     """``_sift_down`` for a max-heap: the larger child moves up."""
     end = len(heap)
+    if pos >= end:
+        raise _empty()
     start = pos
     limit = end >> 1
     while pos < limit:
         child = 2 * pos + 1
-        if child + 1 < end and not heap[child + 1] < heap[child]:
-            child += 1
+        if child + 1 < end:
+            right_smaller = bool(heap[child + 1] < heap[child])
+            if len(heap) != end:
+                raise _changed_size()
+            if not right_smaller:
+                child += 1
         heap[pos], heap[child] = heap[child], heap[pos]
         pos = child
     _sift_up_max(heap, start, pos)
+
+
+def _heapify_order(n: int) -> Iterable[int]:
+    """The order in which ``heapify`` sifts the internal nodes of an ``n``-item list.
+
+    Up to 2500 items, ``heapq`` sifts them from ``n // 2 - 1`` back to the root. Above, it
+    uses a cache-friendly order: once both children of a node are sifted, the node is sifted
+    at once (while they are still in cache). Either order sifts every child heap before its
+    parent, so both build the same heap with the same comparisons; only the order of the
+    comparisons differs, which decides the partial state when one of them raises.
+    """
+    if n <= 2500:
+        yield from reversed(range(n >> 1))
+        return
+    m = n >> 1  # the first childless node
+    leftmost = (1 << ((m + 1).bit_length() - 1)) - 1  # the leftmost node in m's row
+    for low, high in ((m >> 1, leftmost - 1), (leftmost, m - 1)):
+        for i in range(high, low - 1, -1):
+            j = i
+            yield j
+            while j & 1:  # a left child: its sibling is done, so is its parent's subtree
+                j >>= 1
+                yield j
 
 
 # ----------------------------------------------------------------------- the heapq functions
@@ -182,16 +262,19 @@ def heappushpop(heap: list[T], item: T) -> T:
     """Push ``item``, then pop and return the smallest item, with at most one sift.
 
     ``item`` itself comes back when it is not larger than the root (the heap is untouched);
-    otherwise the old root does.
+    otherwise the root as it is after the comparison does. ``IndexError`` if that comparison
+    emptied the heap.
     """
     if not isinstance(heap, list):
         raise _not_a_list("heappushpop", heap, only_argument=False)
-    if heap and heap[0] < item:
-        smallest = heap[0]
-        heap[0] = item
-        _sift_down(heap, 0)
-        return smallest
-    return item
+    if not heap or not heap[0] < item:
+        return item
+    if not heap:  # the comparison emptied it
+        raise _empty()
+    smallest = heap[0]
+    heap[0] = item
+    _sift_down(heap, 0)
+    return smallest
 
 
 @export_algorithm("heapify", note="J6 heapq: heapify in O(n) by bottom-up sift-down")
@@ -199,7 +282,7 @@ def heapify(x: list[Any]) -> None:
     """Rearrange the list ``x`` into a heap, in place, in O(n) comparisons."""
     if not isinstance(x, list):
         raise _not_a_list("heapify", x, only_argument=True)
-    for pos in reversed(range(len(x) // 2)):
+    for pos in _heapify_order(len(x)):
         _sift_down(x, pos)
 
 
@@ -207,9 +290,11 @@ def heapify(x: list[Any]) -> None:
 
 
 def _check_n(n: object) -> int:
-    if not isinstance(n, int):  # bools are ints here, as in heapq
-        raise ArgumentTypeError(f"n must be an int, got {type(n).__name__} {n!r}")
-    return n
+    """``n`` as an int: anything ``range`` accepts (ints, bools, NumPy integers), as in heapq."""
+    try:
+        return operator.index(n)  # type: ignore[arg-type]
+    except TypeError:
+        raise ArgumentTypeError(f"n must be an int, got {type(n).__name__} {n!r}") from None
 
 
 _MISSING = object()
@@ -218,12 +303,10 @@ _MISSING = object()
 @export_algorithm("nsmallest", note="J6 heapq: n smallest items with a bounded max-heap")
 def nsmallest(n: int, iterable: Iterable[T], key: Callable[[T], Any] | None = None) -> list[T]:
     """The ``n`` smallest items of ``iterable``: ``sorted(iterable, key=key)[:n]``, stably."""
-    n = _check_n(n)
-    if n <= 0:
-        return []
-    if n == 1:
+    if n == 1:  # first, as in heapq (so n=1.0 works there and here)
         first = min(iter(iterable), default=_MISSING, key=key)  # type: ignore[call-overload]
         return [] if first is _MISSING else [first]
+    n = _check_n(n)
     try:
         size = len(iterable)  # type: ignore[arg-type]
     except (TypeError, AttributeError):
@@ -233,11 +316,13 @@ def nsmallest(n: int, iterable: Iterable[T], key: Callable[[T], Any] | None = No
             return sorted(iterable, key=key)[:n]  # type: ignore[type-var, arg-type]
 
     it = iter(iterable)
+    if n <= 0:
+        return []
     # (key, order, item) with the worst of the kept ones at the root of a max-heap
     kept = [(x if key is None else key(x), i, x) for i, x in enumerate(islice(it, n))]
     if not kept:
         return []
-    for pos in reversed(range(len(kept) // 2)):
+    for pos in _heapify_order(len(kept)):
         _sift_down_max(kept, pos)
     worst = kept[0][0]
     for i, x in enumerate(it, start=n):
@@ -253,12 +338,10 @@ def nsmallest(n: int, iterable: Iterable[T], key: Callable[[T], Any] | None = No
 @export_algorithm("nlargest", note="J6 heapq: n largest items with a bounded min-heap")
 def nlargest(n: int, iterable: Iterable[T], key: Callable[[T], Any] | None = None) -> list[T]:
     """The ``n`` largest items: ``sorted(iterable, key=key, reverse=True)[:n]``, stably."""
-    n = _check_n(n)
-    if n <= 0:
-        return []
-    if n == 1:
+    if n == 1:  # first, as in heapq (so n=1.0 works there and here)
         first = max(iter(iterable), default=_MISSING, key=key)  # type: ignore[call-overload]
         return [] if first is _MISSING else [first]
+    n = _check_n(n)
     try:
         size = len(iterable)  # type: ignore[arg-type]
     except (TypeError, AttributeError):
@@ -268,12 +351,14 @@ def nlargest(n: int, iterable: Iterable[T], key: Callable[[T], Any] | None = Non
             return sorted(iterable, key=key, reverse=True)[:n]  # type: ignore[type-var, arg-type]
 
     it = iter(iterable)
+    if n <= 0:
+        return []
     # (key, -order, item) with the worst (smallest) of the kept ones at the root of a min-heap;
     # -order makes the earlier of two equal keys the larger entry, so it sorts first below
     kept = [(x if key is None else key(x), -i, x) for i, x in enumerate(islice(it, n))]
     if not kept:
         return []
-    for pos in reversed(range(len(kept) // 2)):
+    for pos in _heapify_order(len(kept)):
         _sift_down(kept, pos)
     worst = kept[0][0]
     for i, x in enumerate(it, start=n):

@@ -197,3 +197,173 @@ def test_bad_n_names_the_argument():
 def test_registered():
     for name in FUNCTIONS:
         assert registered(name).obj is getattr(ours, name)
+
+
+# ------------------------------------------- comparisons that mutate the heap being sifted
+#
+# A comparison is user code: it can clear, grow, shrink or rewrite the very list being
+# sifted. The C heapq reads the list afresh after every comparison and checks its length;
+# these tests replay the same mutations against ours and heapq and compare the outcome
+# (result or exception type and message) and the list afterwards, item by item.
+
+
+class Meddler:
+    """An item ordered by ``key`` whose ``__lt__`` runs the next action of a shared plan."""
+
+    plan: list = []  # one action per comparison, in call order; None: do nothing
+    calls = 0
+    target: list | None = None  # the list under test
+
+    def __init__(self, key: int, tag: int) -> None:
+        self.key, self.tag = key, tag
+
+    def __lt__(self, other: Meddler) -> bool:
+        cls = Meddler
+        action = cls.plan[cls.calls] if cls.calls < len(cls.plan) else None
+        cls.calls += 1
+        heap = cls.target
+        if action is not None and heap is not None:
+            what, arg = action
+            if what == "clear":
+                heap.clear()
+            elif what == "append":
+                heap.append(arg)
+            elif what == "pop" and heap:
+                heap.pop()
+            elif what == "set" and heap:
+                heap[arg[0] % len(heap)] = arg[1]
+            elif what == "raise":
+                raise ValueError(f"comparison {cls.calls} refused")
+        return self.key < other.key
+
+    def __repr__(self) -> str:
+        return f"M({self.key},{self.tag})"
+
+
+def run_meddled(module, heap: list, op: tuple, plan: list):
+    """``run`` with the comparisons following ``plan`` from its start."""
+    Meddler.plan, Meddler.calls, Meddler.target = plan, 0, heap
+    try:
+        return run(module, heap, op)
+    finally:
+        Meddler.target = None
+
+
+@st.composite
+def meddling(draw):
+    counter = iter(range(10**9))
+    item = st.integers(0, 6).map(lambda k: Meddler(k, next(counter)))
+    start = draw(st.lists(item, max_size=15))
+    name = draw(st.sampled_from(["heappush", "heappop", "heapreplace", "heappushpop", "heapify"]))
+    op = (name, None if name in ("heappop",) else draw(item))
+    if name == "heapify":
+        op = ("extend+heapify", draw(st.lists(item, max_size=6)))
+    action = st.one_of(
+        st.none(),
+        st.none(),
+        st.none(),
+        st.just(("clear", None)),
+        st.tuples(st.just("append"), item),
+        st.just(("pop", None)),
+        st.tuples(st.just("set"), st.tuples(st.integers(0, 20), item)),
+        st.just(("raise", None)),
+    )
+    plan = draw(st.lists(action, max_size=12))
+    return start, op, plan
+
+
+@settings(max_examples=400, deadline=None)
+@given(meddling())
+def test_mutating_comparisons_match_heapq(case):
+    start, op, plan = case
+    a, b = list(start), list(start)
+    ra, rb = run_meddled(ours, a, op, plan), run_meddled(heapq, b, op, plan)
+    assert same(ra, rb), (op, plan, ra, rb)
+    assert same(a, b), (op, plan, a, b)
+
+
+class Clearing(int):
+    """The brief's case: an int whose comparison empties the heap it sits in."""
+
+    heap: list | None = None
+
+    def __lt__(self, other):
+        if Clearing.heap is not None:
+            Clearing.heap.clear()
+        return int.__lt__(self, other)
+
+
+# function, heap, extra args, the exception the C heapq raises (measured, CPython 3.11)
+CLEARING_CASES = [
+    ("heappush", [0, 1, 2], (-1,), RuntimeError),
+    ("heappush", [0, 1, 2], (5,), RuntimeError),  # raised even when the comparison is false
+    ("heappop", [0, 1, 2], (), RuntimeError),
+    ("heappop", [0, 1, 2, 3], (), RuntimeError),
+    ("heapreplace", [0, 1, 2], (7,), RuntimeError),
+    ("heapreplace", [0, 1], (7,), RuntimeError),
+    ("heappushpop", [0, 1, 2], (7,), IndexError),  # the root comparison emptied the heap
+    ("heappushpop", [0], (7,), IndexError),
+    ("heapify", [3, 2, 1], (), RuntimeError),
+    ("heapify", [3, 2], (), RuntimeError),
+]
+
+
+@pytest.mark.parametrize(("name", "start", "args", "expected"), CLEARING_CASES)
+def test_a_comparison_that_clears_the_heap_raises_as_heapq(name, start, args, expected):
+    outcomes = []
+    for module in (heapq, ours):
+        heap = [Clearing(x) for x in start]
+        Clearing.heap = heap
+        try:
+            with pytest.raises(expected) as info:
+                getattr(module, name)(heap, *(Clearing(x) for x in args))
+        finally:
+            Clearing.heap = None
+        outcomes.append((type(info.value), str(info.value), list(heap)))
+    assert outcomes[0] == outcomes[1]
+    message = "list changed size during iteration" if expected is RuntimeError else "index"
+    assert message in outcomes[1][1] and outcomes[1][2] == []
+
+
+@pytest.mark.parametrize("name", ["heappush", "heappop", "heapreplace", "heappushpop"])
+def test_no_comparison_no_check(name):
+    """One item (or none): no comparison runs, so nothing is raised, as in heapq."""
+    for module in (heapq, ours):
+        heap = [Clearing(0)] if name != "heappush" else []
+        Clearing.heap = heap
+        try:
+            args = () if name == "heappop" else (Clearing(-5),)
+            getattr(module, name)(heap, *args)
+        finally:
+            Clearing.heap = None
+
+
+@pytest.mark.parametrize("n", [2501, 3000, 5003])
+@pytest.mark.parametrize("fail_at", [1, 700, 1500, 2900])
+def test_heapify_of_large_lists_fails_at_the_same_comparison(n, fail_at):
+    """Above 2500 items heapq sifts in a cache-friendly order: a comparison that raises
+    midway leaves the same partial list here only if the order is the same."""
+    import random
+
+    rng = random.Random(n + fail_at)
+    data = [Meddler(rng.randrange(100), i) for i in range(n)]
+    plan = [None] * (fail_at - 1) + [("raise", None)]
+    a, b = list(data), list(data)
+    ra = run_meddled(ours, a, ("extend+heapify", []), plan)
+    rb = run_meddled(heapq, b, ("extend+heapify", []), plan)
+    assert ra == rb and ra[1] is ValueError
+    assert same(a, b)
+
+
+def test_nsmallest_nlargest_integer_like_n_as_heapq():
+    np = pytest.importorskip("numpy")
+    data = [5, 3, 8, 1, 9, 2]
+    for fn in ("nsmallest", "nlargest"):
+        for n in (1.0, np.int64(3), np.int64(1), True, 0, -1):
+            assert getattr(ours, fn)(n, data) == getattr(heapq, fn)(n, data), (fn, n)
+            assert getattr(ours, fn)(n, iter(data)) == getattr(heapq, fn)(n, iter(data)), (fn, n)
+        for n in (0, 3):  # the iterable is still required to be iterable
+            with pytest.raises(TypeError):
+                getattr(heapq, fn)(n, 5)
+            with pytest.raises(TypeError):
+                getattr(ours, fn)(n, 5)
