@@ -183,20 +183,28 @@ def _claims_table(records: list[Any]) -> Any:
     from rich.table import Table
 
     table = Table(title="claims")
-    for col in ("experiment", "claim", "measured", "threshold", "result"):
+    for col in ("experiment", "claim", "measured", "threshold", "control", "seeds", "result"):
         table.add_column(col, overflow="fold")
     for rec in records:
         if rec.error:
-            table.add_row(rec.name, "(experiment crashed)", "-", "-", "[red]ERROR")
+            table.add_row(rec.name, "(experiment crashed)", "-", "-", "-", "-", "[red]ERROR")
         for c in rec.data["claims"]:
+            control = c.get("control")
+            seeds = c.get("per_seed")
             table.add_row(
                 rec.name,
                 c["statement"],
                 _fmt(c["value"]),
                 f"{c['op']} {_fmt(c['threshold'])}",
+                "-" if control is None else ", ".join(map(_fmt, _as_list(control))),
+                "-" if not seeds else ", ".join(map(_fmt, seeds)),
                 "[green]pass" if c["passed"] else "[red]FAIL",
             )
     return table
+
+
+def _as_list(x: Any) -> list[Any]:
+    return x if isinstance(x, list) else [x]
 
 
 def _fmt(x: Any) -> str:

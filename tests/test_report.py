@@ -174,6 +174,23 @@ def test_claims_table(site: Path) -> None:
     assert "all claims hold" in page
 
 
+def test_claims_show_control_and_seeds(tmp_path: Path) -> None:
+    from paperlab.experiments.base import Claim
+
+    over = Claim.over_seeds("probe beats the untrained encoder", [0.12, 0.10, 0.14], ">=", 0.08,
+                            control=[0.0, 0.01, -0.01]).to_dict()
+    single = Claim.check("error below the mean's", 0.25, "<=", 0.8, control=1.0).to_dict()
+    write_run(tmp_path / "runs", "eps", "20240101-000000-000000", claims=[over, single])
+    site = build_site(tmp_path / "runs", tmp_path / "site").parent
+    page = (site / "posts" / "eps.html").read_text()
+    row = page.split("probe beats the untrained encoder", 1)[1].split("</tr>", 1)[0]
+    assert "0.1" in row  # the worst seed is the measured value
+    assert "0.12, 0.1, 0.14 (mean 0.12 ± 0.02)" in row
+    assert "0, 0.01, -0.01" in row
+    row = page.split("error below the mean", 1)[1].split("</tr>", 1)[0]
+    assert "&lt;= 0.8" in row and ">1<" in row.replace(".0<", "<")
+
+
 def test_failed_claim_marked_failed(site: Path) -> None:
     page = (site / "posts" / "beta.html").read_text()
     row = page.split('<tr class="fail">', 1)[1].split("</tr>", 1)[0]

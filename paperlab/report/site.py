@@ -185,9 +185,31 @@ def _claims(record: dict[str, Any]) -> list[dict[str, Any]]:
             "statement": str(c.get("statement", "")),
             "value": fmt_value(c.get("value")),
             "threshold": f"{c.get('op', '?')} {fmt_value(c.get('threshold'))}",
+            "control": _control_text(c.get("control")),
+            "seeds": _seeds_text(c),
             "passed": c.get("passed") is True,
         })
     return claims
+
+
+def _control_text(control: Any) -> str:
+    """The control's value (one, or one per seed) as text; empty when the claim has none."""
+    if control is None:
+        return ""
+    if isinstance(control, list):
+        return ", ".join(fmt_value(v) for v in control)
+    return fmt_value(control)
+
+
+def _seeds_text(claim: dict[str, Any]) -> str:
+    """``v1, v2, v3 (mean m ± sd s)`` for a claim made over seeds; empty otherwise."""
+    values = claim.get("per_seed")
+    if not isinstance(values, list) or not values:
+        return ""
+    text = ", ".join(fmt_value(v) for v in values)
+    if isinstance(claim.get("mean"), (int, float)) and isinstance(claim.get("sd"), (int, float)):
+        text += f" (mean {fmt_value(claim['mean'])} ± {fmt_value(claim['sd'])})"
+    return text
 
 
 def _status(record: dict[str, Any], claims: list[dict[str, Any]]) -> tuple[str, str]:
