@@ -23,7 +23,7 @@ import math
 import torch
 
 from paperlab.errors import ShapeError, check_int
-from paperlab.position import PositionBias, check_qk, query_offset
+from paperlab.position.base import PositionBias, check_qk, query_offset
 from paperlab.registry import export_position
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from paperlab.errors import ArgumentError, ShapeError, check_int
-from paperlab.position import resolve_positions
+from paperlab.position.base import resolve_positions
 from paperlab.registry import export_position
 
 

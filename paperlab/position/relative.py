@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperlab.errors import ShapeError, check_int
-from paperlab.position import PositionBias, check_qk, query_offset
+from paperlab.position.base import PositionBias, check_qk, query_offset
 from paperlab.position.sinusoidal import sinusoidal_encoding
 from paperlab.registry import export_position
 

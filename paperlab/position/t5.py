@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from paperlab.errors import ArgumentError, check_int
-from paperlab.position import PositionBias, check_qk, query_offset
+from paperlab.position.base import PositionBias, check_qk, query_offset
 from paperlab.registry import export_position
 
 
