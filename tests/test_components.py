@@ -46,6 +46,18 @@ POSITION: dict[str, Example] = {
         lambda m, x: m(x),
         (B, N, C),
     ),
+    "recursive": (
+        lambda: create("position", "recursive", dim=C),
+        lambda: (_x(),),
+        lambda m, x: m(x),
+        (B, N, C),
+    ),
+    "multiplicative": (
+        lambda: create("position", "multiplicative", dim=C, table="learned", max_positions=32),
+        lambda: (_x(),),
+        lambda m, x: m(x),
+        (B, N, C),
+    ),
     "rope": (
         lambda: create("position", "rope", dim=D),
         lambda: (torch.randn(B, H, N, D),),

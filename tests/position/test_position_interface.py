@@ -18,6 +18,8 @@ H, D = 2, 8
 EXAMPLES = {
     "sinusoidal": dict(dim=H * D),
     "learned": dict(max_positions=64, dim=H * D),
+    "recursive": dict(dim=H * D),
+    "multiplicative": dict(dim=H * D),
     "rope": dict(dim=D),
     "rope-2d": dict(dim=D),
     "shaw": dict(max_distance=4, head_dim=D),
