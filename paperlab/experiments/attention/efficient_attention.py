@@ -16,14 +16,30 @@ With l = 3 the data has **local** structure (a sharp band: high rank); with l = 
 **smooth** (broad, slowly varying along the keys: low rank). Values are a standardised random
 walk. Error = ||approx - exact|| / ||exact|| (Frobenius), in float32.
 
-Claims: (1) on local data, local attention's error falls as the window grows, to below 1% at
-window 16; (2) on smooth data, Linformer's (pooling) error falls as k grows; (3) at a similar
-number of keys per query (local window 16: 31 keys; Linformer k = 32) local attention wins on
-local data and (4) Linformer wins on smooth data; (5, 6) for a fixed window (32) and a fixed k
-(64) their time grows about linearly with n (exponent < 1.3), while (7) full attention
-(torch's SDPA) grows about quadratically (exponent > 1.5). Timing as in
-``linear-attention-scaling`` (one thread, interleaved medians; exponents fitted over the three
-largest lengths each method ran at -- the O(n) methods run 4x further than full attention).
+Claims, each over the three seeds ``ctx.seeds(3)`` (worst seed decides; a fresh draw of the
+data per seed), with a control that must fail it:
+
+1. local data: local attention's error at window 16 is < 1e-2 (control: Linformer k = 32 on
+   the same data, 0.54-0.85);
+2. smooth data: Linformer's (pooling) error at k = 32 is < 1e-2 (control: Linformer with the
+   untrained Gaussian E, F at the same k, 4.6-9.3 -- the same code without a projection that
+   fits the data's structure);
+3. local data: Linformer k=32 error / local window 16 error > 10 -- local attention wins on
+   local structure (control: the same ratio on smooth data, ~0.015);
+4. smooth data: local window 16 error / Linformer k=32 error > 10 -- low rank wins on smooth
+   structure (control: the same ratio on local data, ~0.003);
+5, 6. for a fixed window (32) and a fixed k (64) their cost grows about linearly with n:
+   the growth exponent of the *counted* FLOPs (``FlopCounterMode``, ``_counts.py``) over the
+   three largest lengths each ran at is < 1.3 (control: full attention's, ~2);
+7. full attention's (torch's SDPA) FLOPs exponent is > 1.5 (control: local attention's, ~1).
+
+Thresholds fixed from a pilot at seed 100 before the recorded runs: local error at window 16
+1.8e-3, Linformer error at k = 32 5.9e-3, ratios 362 and 70, FLOPs exponents 1.00 / 1.00 /
+2.00 (counts do not depend on the seed). Seeds 0-3 measured 1.7-2.3e-3, 5.7-6.6e-3, 262-504
+and 64-71. Wall time is measured (one thread, interleaved medians; the O(n) methods run 4x
+further than full attention) and shown in the figure and the metrics only: no verdict
+reads a clock. That local attention's error falls as the window grows (to a floor set by the
+far keys' small random logits, ~2e-3) is recorded as a metric.
 """
 
 from __future__ import annotations
@@ -35,6 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from paperlab.attention import linformer_attention, local_attention
+from paperlab.experiments.attention._counts import count_flops
 from paperlab.experiments.base import Claim, Context, Result, pyplot
 from paperlab.registry import export_experiment
 from paperlab.timing import growth_exponent, time_sweep
@@ -97,6 +114,18 @@ def error_sweep(
     return out
 
 
+def seed_errors(seed: int, n: int, windows: list[int], ranks: list[int]
+                ) -> dict[str, dict[str, list[float]]]:
+    """The error sweeps on local and smooth data drawn from ``seed``."""
+    g = torch.Generator().manual_seed(seed * 1_000_003)
+    errors: dict[str, dict[str, list[float]]] = {}
+    with torch.no_grad():
+        for name, scale in (("local", LOCAL_SCALE), ("smooth", n / 4)):
+            q, k, v = kernel_data(n, scale, g)
+            errors[name] = error_sweep(q, k, v, windows, ranks, g)
+    return errors
+
+
 @export_experiment(
     "efficient-attention-tradeoffs",
     note="B2 efficient-transformer survey",
@@ -104,51 +133,64 @@ def error_sweep(
     tags=("attention", "efficient"),
 )
 def efficient_attention_tradeoffs(ctx: Context) -> Result:
-    """Error vs keys per query (local window, Linformer k) on two data sets, time vs n."""
+    """Error vs keys per query (local window, Linformer k) on two data sets over 3 seeds;
+    counted FLOPs (and, for the figure, time) vs n."""
     n = ctx.pick(smoke=128, quick=1024, full=4096)
     windows = [w for w in (1, 2, 4, 8, 16, 32, 64, 128, 256) if w <= n // 4]
     ranks = [r for r in (4, 8, 16, 32, 64, 128, 256, 512) if r <= n // 4]
-    g = ctx.generator()
-    errors: dict[str, dict[str, list[float]]] = {}
-    with torch.no_grad():
-        for name, scale in ctx.track((("local", LOCAL_SCALE), ("smooth", n / 4)), label="error"):
-            q, k, v = kernel_data(n, scale, g)
-            errors[name] = error_sweep(q, k, v, windows, ranks, g)
+    seeds = ctx.seeds(3)
+    per_seed = [seed_errors(s, n, windows, ranks) for s in ctx.track(seeds, label="error")]
+    errors = per_seed[0]
+    g = ctx.generator(offset=5)
 
     sizes = ctx.pick(
         smoke=[128, 256, 512],
-        quick=[512, 1024, 2048, 4096, 8192, 16384],
+        quick=[256, 512, 1024, 2048, 4096, 8192],
         full=[512, 1024, 2048, 4096, 8192, 16384, 32768, 65536],
     )
-    full_max = ctx.pick(smoke=512, quick=4096, full=16384)
+    full_max = ctx.pick(smoke=512, quick=2048, full=16384)
     repeats = ctx.pick(smoke=1, quick=3, full=7)
+    local_name, lin_name, full_name = (f"local (window {TIME_WINDOW})", f"Linformer (k={TIME_K})",
+                                       "full (torch SDPA)")
 
     def make(m: int) -> dict[str, Callable[[], object]]:
         q, k, v = (torch.randn(1, TIME_HEADS, m, HEAD_DIM, generator=g) for _ in range(3))
         pool = pooling_projection(TIME_K, m)
         fns: dict[str, Callable[[], object]] = {
-            f"local (window {TIME_WINDOW})": lambda: local_attention(q, k, v, TIME_WINDOW),
-            f"Linformer (k={TIME_K})": lambda: linformer_attention(q, k, v, pool, pool),
+            local_name: lambda: local_attention(q, k, v, TIME_WINDOW),
+            lin_name: lambda: linformer_attention(q, k, v, pool, pool),
         }
         if m <= full_max:
-            fns["full (torch SDPA)"] = lambda: F.scaled_dot_product_attention(q, k, v)
+            fns[full_name] = lambda: F.scaled_dot_product_attention(q, k, v)
         return fns
 
+    flops: dict[str, list[float]] = {local_name: [], lin_name: [], full_name: []}
     with torch.no_grad():
+        for m in ctx.track(sizes, label="counting"):
+            fns = make(m)
+            for name in flops:
+                flops[name].append(float(count_flops(fns[name])[0]) if name in fns else math.nan)
         times = time_sweep(ctx.track(sizes, label="timing"), make, repeats=repeats)
-    exponents = {name: growth_exponent(sizes, t) for name, t in times.items()}
-    local_name, lin_name = f"local (window {TIME_WINDOW})", f"Linformer (k={TIME_K})"
+    flop_exp = {name: growth_exponent(sizes, f) for name, f in flops.items()}
+    time_exp = {name: growth_exponent(sizes, t) for name, t in times.items()}
 
-    loc, smo = errors["local"], errors["smooth"]
     w16, k32 = windows.index(min(16, windows[-1])), ranks.index(min(32, ranks[-1]))
+
+    def stat(fn: Callable[[dict[str, dict[str, list[float]]]], float]) -> list[float]:
+        return [fn(e) for e in per_seed]
+
+    local_err = stat(lambda e: e["local"]["local"][w16])
+    lin_err_local = stat(lambda e: e["local"]["linformer pool"][k32])
+    lin_err = stat(lambda e: e["smooth"]["linformer pool"][k32])
+    lin_random = stat(lambda e: e["smooth"]["linformer random"][k32])
+    local_err_smooth = stat(lambda e: e["smooth"]["local"][w16])
+    ratio_local_data = [a / b for a, b in zip(lin_err_local, local_err)]
+    ratio_smooth_data = [a / b for a, b in zip(local_err_smooth, lin_err)]
+    loc = errors["local"]
     local_drop = [b < a for a, b in zip(loc["local"], loc["local"][1:])]
-    at_16 = loc["local"][w16]
-    lin_drop = smo["linformer pool"][-1] / smo["linformer pool"][0]
-    ratio_local_data = loc["linformer pool"][k32] / loc["local"][w16]
-    ratio_smooth_data = smo["local"][w16] / smo["linformer pool"][k32]
 
     plt = pyplot()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax, ax1, ax2) = plt.subplots(1, 3, figsize=(16, 4))
     styles = {"local": "-", "smooth": "--"}
     for data, errs in errors.items():
         ls = styles[data]
@@ -158,88 +200,91 @@ def efficient_attention_tradeoffs(ctx: Context) -> Result:
                   label=f"Linformer pooling, {data} data")
         ax.loglog(ranks, errs["linformer random"], "x" + ls, color="C7", alpha=0.6,
                   label=f"Linformer random E,F, {data} data")
+    for e in per_seed[1:]:  # the other seeds, thin
+        for data, errs in e.items():
+            ax.loglog([2 * w - 1 for w in windows], errs["local"], styles[data], color="C0",
+                      lw=0.6, alpha=0.5)
+            ax.loglog(ranks, errs["linformer pool"], styles[data], color="C1", lw=0.6,
+                      alpha=0.5)
+    ax.axhline(1e-2, color="grey", ls=":", lw=0.8)
     ax.set_xlabel("keys per query (local: 2w - 1; Linformer: k)")
     ax.set_ylabel("relative error vs full attention")
-    ax.set_title(f"Error at n={n} (local data l={LOCAL_SCALE:g}, smooth l=n/4)")
+    ax.set_title(f"Error at n={n}, seeds {seeds} (local l={LOCAL_SCALE:g}, smooth l=n/4)")
     ax.legend(fontsize=7)
+    for name, f in flops.items():
+        ax1.loglog(sizes, f, "o-", label=f"{name}  (n^{flop_exp[name]:.2f})")
+    ax1.set_xlabel("sequence length n")
+    ax1.set_ylabel("FLOPs of the matrix products (counted)")
+    ax1.set_title("Counted cost")
+    ax1.legend(fontsize=8)
     for name, t in times.items():
-        ax2.loglog(sizes, [x * 1e3 for x in t], "o-", label=f"{name}  (n^{exponents[name]:.2f})")
+        ax2.loglog(sizes, [x * 1e3 for x in t], "o-", label=f"{name}  (n^{time_exp[name]:.2f})")
     ax2.set_xlabel("sequence length n")
     ax2.set_ylabel(f"ms per attention (B=1, H={TIME_HEADS}, D={HEAD_DIM}, 1 thread)")
-    ax2.set_title("Time")
+    ax2.set_title("Wall time (for information; no claim reads it)")
     ax2.legend(fontsize=8)
+    fig.tight_layout()
     ctx.savefig(fig, "efficient_attention_tradeoffs")
 
     metrics = {
         "n": n,
+        "seeds": seeds,
         "windows": windows,
         "ranks": ranks,
         **{f"error {data} {method}": errs[method] for data, errs in errors.items()
            for method in errs},
+        "local_data_local_error_falls_per_doubling": sum(local_drop) / len(local_drop),
         "timing_sizes": list(sizes),
+        **{f"flops {name}": f for name, f in flops.items()},
+        **{f"flops exponent {name}": e for name, e in flop_exp.items()},
         **{f"ms {name}": [round(x * 1e3, 3) for x in t] for name, t in times.items()},
-        **{f"exponent {name}": e for name, e in exponents.items()},
+        **{f"time exponent {name}": e for name, e in time_exp.items()},
         "linformer_over_local_error_on_local_data": ratio_local_data,
         "local_over_linformer_error_on_smooth_data": ratio_smooth_data,
     }
     claims = [
-        Claim.check(
-            "local data: local attention's error falls at every doubling of the window "
-            "(fraction of doublings that lower it)",
-            sum(local_drop) / len(local_drop),
-            "==",
-            1.0,
+        Claim.over_seeds(
+            f"local data: local attention's relative error at window {windows[w16]} < 1e-2 "
+            f"(control: Linformer k={ranks[k32]} on the same data)",
+            local_err, "<", 0.01, control=lin_err_local,
         ),
-        Claim.check(
-            f"local data: local attention's relative error at window {windows[w16]}",
-            at_16,
-            "<",
-            0.01,
+        Claim.over_seeds(
+            f"smooth data: Linformer (pooling) relative error at k={ranks[k32]} < 1e-2 "
+            f"(control: untrained Gaussian E, F at the same k)",
+            lin_err, "<", 0.01, control=lin_random,
         ),
-        Claim.check(
-            f"smooth data: Linformer (pooling) error at k={ranks[-1]} / error at k={ranks[0]}",
-            lin_drop,
-            "<",
-            1.0,
-        ),
-        Claim.check(
+        Claim.over_seeds(
             f"local data: Linformer k={ranks[k32]} error / local window {windows[w16]} error "
-            f"(local attention wins)",
-            ratio_local_data,
-            ">",
-            1.0,
+            f"> 10, local attention wins (control: the same ratio on smooth data)",
+            ratio_local_data, ">", 10.0, control=[1 / r for r in ratio_smooth_data],
         ),
-        Claim.check(
+        Claim.over_seeds(
             f"smooth data: local window {windows[w16]} error / Linformer k={ranks[k32]} error "
-            f"(Linformer wins)",
-            ratio_smooth_data,
-            ">",
-            1.0,
+            f"> 10, Linformer wins (control: the same ratio on local data)",
+            ratio_smooth_data, ">", 10.0, control=[1 / r for r in ratio_local_data],
         ),
         Claim.check(
-            f"{local_name}: time growth exponent over the 3 largest n < 1.3",
-            exponents[local_name],
-            "<",
-            1.3,
+            f"{local_name}: FLOPs growth exponent over the 3 largest n < 1.3 "
+            f"(control: full attention's)",
+            flop_exp[local_name], "<", 1.3, control=flop_exp[full_name],
         ),
         Claim.check(
-            f"{lin_name}: time growth exponent over the 3 largest n < 1.3",
-            exponents[lin_name],
-            "<",
-            1.3,
+            f"{lin_name}: FLOPs growth exponent over the 3 largest n < 1.3 "
+            f"(control: full attention's)",
+            flop_exp[lin_name], "<", 1.3, control=flop_exp[full_name],
         ),
         Claim.check(
-            "full attention (torch SDPA): time growth exponent over the 3 largest n > 1.5",
-            exponents["full (torch SDPA)"],
-            ">",
-            1.5,
+            "full attention (torch SDPA): FLOPs growth exponent over the 3 largest n > 1.5 "
+            "(control: local attention's)",
+            flop_exp[full_name], ">", 1.5, control=flop_exp[local_name],
         ),
     ]
     summary = (
-        f"n={n}: local data -- window {windows[w16]} error {at_16:.1e} vs Linformer "
-        f"k={ranks[k32]} {loc['linformer pool'][k32]:.1e}; smooth data -- window "
-        f"{windows[w16]} {smo['local'][w16]:.1e} vs Linformer {smo['linformer pool'][k32]:.1e}; "
-        f"time n^{exponents[local_name]:.2f} (local), n^{exponents[lin_name]:.2f} (Linformer), "
-        f"n^{exponents['full (torch SDPA)']:.2f} (full)"
+        f"n={n}, seeds {seeds}: local data -- window {windows[w16]} error <= "
+        f"{max(local_err):.1e} vs Linformer k={ranks[k32]} >= {min(lin_err_local):.1e}; "
+        f"smooth data -- Linformer <= {max(lin_err):.1e} vs window >= "
+        f"{min(local_err_smooth):.1e} (random E,F >= {min(lin_random):.1e}); FLOPs "
+        f"n^{flop_exp[local_name]:.2f} (local), n^{flop_exp[lin_name]:.2f} (Linformer), "
+        f"n^{flop_exp[full_name]:.2f} (full)"
     )
     return Result(summary=summary, metrics=metrics, claims=claims)
