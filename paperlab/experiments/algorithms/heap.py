@@ -1,14 +1,20 @@
 """J6 heap: ``heapify`` is linear, n pushes are n log n, and every result matches ``heapq``.
 
-Comparisons are counted exactly (deterministic) with ``CountingInt``, an ``int`` whose
-comparison operators count their calls; wall times add the measured growth.
+Comparisons are counted exactly with ``CountingInt``, an ``int`` whose comparison operators
+count their calls: the cost claims use counts only, so machine load cannot change a verdict.
+The control for heapify is building the same heap by n ``heappush`` calls.
 
 - ``heapify`` (bottom-up sift-down) does at most ~2 comparisons per item at every size: the
-  count divided by n stays bounded and its fitted exponent against n is 1.
+  count divided by n stays bounded and its fitted exponent against n is 1. On shuffled input
+  the count depends on the data, so these two claims are made on 3 seeds (``ctx.seeds(3)``,
+  worst seed decides; pilot seeds 100-102 at quick: 1.649 / 1.651 / 1.654 comparisons per
+  item at worst, |exponent - 1| 0.0004 / 0.0009 / 0.0015), with descending input included.
 - Building the heap by n ``heappush`` calls on decreasing input (the worst case: every new
-  item climbs to the root) costs ~log2(n) comparisons per item: n log n.
-- Wall time grows linearly too, fitted on lists that fit in the CPU cache; beyond that the
-  memory hierarchy adds a per-item cost that bends heapq's own C heapify just as much.
+  item climbs to the root) costs ~log2(n) comparisons per item: n log n. This is the control
+  that must fail the heapify claims (its per-item count and its exponent are recorded).
+- Wall times are in the figure and the metrics only (not a claim): they grow linearly while
+  the list fits in the CPU cache; beyond that the memory hierarchy adds a per-item cost that
+  bends heapq's own C heapify just as much.
 - Random sequences of push/pop/replace/pushpop/heapify/nsmallest/nlargest on our lists and on
   ``heapq``'s leave identical lists and return identical results.
 """
@@ -148,7 +154,7 @@ def heap_experiment(ctx: Context) -> Result:
         timed[f"pushes {n}"] = lambda d=descending: _push_all(d)
     # one round visits every size and implementation, so a burst of load from other processes
     # hits all of them alike and the median over rounds discards it
-    times = interleaved_times(timed, repeats=ctx.pick(smoke=3, quick=7, full=9), min_time=0.002)
+    times = interleaved_times(timed, repeats=ctx.pick(smoke=3, quick=3, full=9), min_time=0.002)
     t_heapify = [times[f"ours {n}"] for n in sizes]
     t_heapq = [times[f"heapq {n}"] for n in sizes]
     t_push = [times[f"pushes {n}"] for n in sizes]
@@ -169,6 +175,23 @@ def heap_experiment(ctx: Context) -> Result:
     exp_t_heapq_all = fit_power_law(sizes, t_heapq)
     exp_t_push = fit_power_law(sizes, t_push)
     mismatches = _mismatches_with_heapq(ctx, ctx.pick(smoke=300, quick=3000, full=30000))
+    # heapify on shuffled input, on the other two seeds of ctx.seeds(3)
+    seeds = ctx.seeds(3)
+    heapify_by_seed = [heapify_random]
+    for seed in seeds[1:]:
+        srng = Context(seed=seed).rng()
+        counts = []
+        for n in sizes:
+            shuffled = list(range(n))
+            srng.shuffle(shuffled)
+            counts.append(_count_heapify(shuffled))
+        heapify_by_seed.append(counts)
+    per_n_by_seed = [
+        max(c / n for cs in (hr, heapify_desc) for c, n in zip(cs, sizes, strict=True))
+        for hr in heapify_by_seed
+    ]
+    exp_by_seed = [fit_power_law(sizes, hr) for hr in heapify_by_seed]
+    push_per_n_last = push_desc[-1] / sizes[-1]
 
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -208,50 +231,36 @@ def heap_experiment(ctx: Context) -> Result:
     ax2.set_xlabel("n")
     ax2.set_ylabel("seconds (median)")
     ax2.axvline(CACHE_ITEMS, color="grey", lw=0.8, ls=":")
-    ax2.set_title(f"wall time (claim fitted on n <= {CACHE_ITEMS}, left of the line)")
+    ax2.set_title(f"wall time (not a claim; cache holds n <= {CACHE_ITEMS})")
     ax2.legend(fontsize=8)
     ctx.savefig(fig, "heap_growth")
 
     claims = [
-        Claim.check(
-            "heapify makes at most 2 comparisons per item at every size (random and descending)",
-            round(per_n_heapify, 4),
-            "<=",
-            2.0,
+        Claim.over_seeds(
+            "heapify makes at most 2 comparisons per item at every size (random and descending;"
+            f" control: n pushes of descending input, per item at n = {sizes[-1]})",
+            [round(v, 4) for v in per_n_by_seed], "<=", 2.0, control=round(push_per_n_last, 3),
         ),
-        Claim.check(
-            "heapify's comparison count grows linearly: |fitted exponent vs n - 1| < 0.05",
-            round(abs(exp_heapify - 1.0), 4),
-            "<",
-            0.05,
+        Claim.over_seeds(
+            "heapify's comparison count grows linearly: |fitted exponent vs n - 1| < 0.05 "
+            "(control: |exponent - 1| of n pushes, descending)",
+            [round(abs(e - 1.0), 4) for e in exp_by_seed], "<", 0.05,
+            control=round(abs(exp_push - 1.0), 4),
         ),
         Claim.check(
             "n pushes of descending input grow faster than linear: comparison exponent vs n > 1.05",
-            round(exp_push, 4),
-            ">",
-            1.05,
+            round(exp_push, 4), ">", 1.05,
         ),
         Claim.check(
             "n pushes of descending input cost ~log2 n comparisons each: "
             "comparisons / (n log2 n) at the largest n > 0.75",
-            round(per_nlogn_push, 4),
-            ">",
-            0.75,
-        ),
-        Claim.check(
-            f"heapify's wall time grows linearly while the list fits in cache (n <= {CACHE_ITEMS}):"
-            " fitted exponent vs n < 1.2",
-            round(exp_t_heapify, 3),
-            "<",
-            1.2,
+            round(per_nlogn_push, 4), ">", 0.75,
         ),
         Claim.check(
             "random operation sequences give the same lists and results as heapq (mismatches)",
-            mismatches,
-            "==",
-            0,
+            mismatches, "==", 0,
         ),
-    ]
+    ]  # fmt: skip
     ratio_c = t_heapify[-1] / t_heapq[-1]
     return Result(
         summary=(
@@ -269,6 +278,10 @@ def heap_experiment(ctx: Context) -> Result:
             "push_comparisons_random": push_random,
             "push_comparisons_descending": push_desc,
             "heapify_exponent": exp_heapify,
+            "seeds": seeds,
+            "heapify_comparisons_random_by_seed": heapify_by_seed,
+            "heapify_max_per_item_by_seed": per_n_by_seed,
+            "heapify_exponent_by_seed": exp_by_seed,
             "heapify_exponent_descending": exp_heapify_desc,
             "push_exponent_descending": exp_push,
             "heapify_seconds": t_heapify,
