@@ -7,11 +7,20 @@ f(x) ~ sum_n c_n sqrt(2n+1) P_n(2x/t - 1), and compared with the samples (RMSE o
 whole history, sample i read at its midpoint (i + 1/2)/L). The update is the exact zero-order
 hold of the LegS ODE (sample i held on [i, i+1]); the paper's bilinear update is measured too.
 
-Claims: the reconstruction error at N = 64 is below 1/100 of that at N = 8 (the memory
-improves as it grows), and below 1e-3 (the signal's RMS is about 0.9): a 64-number state
-holds a thousand-sample smooth history. Past N ~ 32 the zoh error stops falling: it reaches
-the floor set by holding each sample constant over its step (it shrinks as L grows). The
-bilinear update with the paper's step-k matrices A/(k+1) levels off near 1e-2: its first
+Claims, on 3 seeds (``ctx.seeds(3)``: the sinusoids' phases change; worst seed decides):
+
+1. the reconstruction error at N = 64 is below 1e-3 (the signal's RMS is about 0.9): a
+   64-number state holds a thousand-sample smooth history. Control, a trivial memory of the
+   same size: a window of the last N = 64 samples, which reads back the recent past exactly
+   and the older history as the window's mean (RMSE ~0.9: it does not hold the history).
+2. the error at N = 64 is below 1/100 of that at N = 8 (the memory improves as it grows);
+   control: no improvement, ratio 1.
+
+The thresholds were fixed before any run; the pilot on seeds 100-102 (quick) gave RMSE at
+N = 64 of 8.3e-5 / 1.5e-5 / 1.5e-4 (window control 1.36 / 0.85 / 0.84) and ratios of
+2.2e-4 / 3.1e-5 / 5.2e-4. Past N ~ 32 the zoh error stops falling: it
+reaches the floor set by holding each sample constant over its step (it shrinks as L grows).
+The bilinear update with the paper's step-k matrices A/(k+1) levels off near 1e-2: its first
 steps, where A/(k+1) is large, are coarse.
 """
 
@@ -46,6 +55,14 @@ def reconstruction_error(f: torch.Tensor, N: int, method: str) -> tuple[float, t
     return float(((r - f) ** 2).mean().sqrt()), r
 
 
+def window_memory_error(f: torch.Tensor, N: int) -> float:
+    """RMSE of a trivial N-number memory: the last N samples, older ones read as their mean."""
+    window = f[-N:]
+    r = torch.full_like(f, float(window.mean()))
+    r[-N:] = window
+    return float(((r - f) ** 2).mean().sqrt())
+
+
 @export_experiment(
     "hippo-reconstruction",
     note="C3 HiPPO (LegS)",
@@ -55,16 +72,30 @@ def reconstruction_error(f: torch.Tensor, N: int, method: str) -> tuple[float, t
 def hippo_reconstruction(ctx: Context) -> Result:
     """Feed a smooth signal to HiPPO-LegS, reconstruct its history, error against N."""
     length = ctx.pick(smoke=200, quick=1000, full=4000)
-    g = ctx.generator()
+    seeds = ctx.seeds(3)
     s = (torch.arange(length, dtype=torch.float64) + 0.5) / length
-    f = smooth_signal(s, g)
-    errors: dict[str, dict[int, float]] = {"zoh": {}, "bilinear": {}}
+    by_seed: list[dict[str, dict[int, float]]] = []
+    window_rmse: list[float] = []
+    rms_by_seed: list[float] = []
+    f = torch.zeros(length, dtype=torch.float64)
     recon: dict[int, torch.Tensor] = {}
-    for N in ctx.track(SIZES_N, label="state sizes"):
-        for method in errors:
-            errors[method][N], r = reconstruction_error(f, N, method)
-            if method == "zoh":
-                recon[N] = r
+    for seed in ctx.track(seeds, label="seeds"):
+        sig = smooth_signal(s, Context(seed=seed).generator())
+        # the bilinear update is a metric only: measured on the first seed
+        errs: dict[str, dict[int, float]] = {"zoh": {}}
+        if seed == seeds[0]:
+            errs["bilinear"] = {}
+        for N in SIZES_N:
+            for method in errs:
+                errs[method][N], r = reconstruction_error(sig, N, method)
+                if method == "zoh" and seed == seeds[0]:
+                    recon[N] = r
+        by_seed.append(errs)
+        window_rmse.append(window_memory_error(sig, SIZES_N[-1]))
+        rms_by_seed.append(float(sig.square().mean().sqrt()))
+        if seed == seeds[0]:
+            f = sig
+    errors = by_seed[0]
 
     plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -83,21 +114,36 @@ def hippo_reconstruction(ctx: Context) -> Result:
     ax2.legend(fontsize=8)
     ctx.savefig(fig, "hippo_reconstruction")
 
-    e8, e64 = errors["zoh"][SIZES_N[0]], errors["zoh"][SIZES_N[-1]]
-    rms = float(f.square().mean().sqrt())
+    n_big = SIZES_N[-1]
+    e64 = [e["zoh"][n_big] for e in by_seed]
+    ratios = [e["zoh"][n_big] / e["zoh"][SIZES_N[0]] for e in by_seed]
+    rms = rms_by_seed[0]
     claims = [
-        Claim.check("LegS (zoh): RMSE at N=64 over RMSE at N=8", e64 / e8, "<", 1e-2),
-        Claim.check("LegS (zoh): RMSE of the reconstructed history at N=64", e64, "<", 1e-3),
-    ]
+        Claim.over_seeds(
+            f"LegS (zoh): RMSE of the whole history read back from the N={n_big} state < 1e-3 "
+            f"(control: a window of the last {n_big} samples, the older history as its mean)",
+            e64, "<", 1e-3, control=window_rmse,
+        ),
+        Claim.over_seeds(
+            f"LegS (zoh): RMSE at N={n_big} over RMSE at N={SIZES_N[0]} < 1e-2 "
+            "(control: no improvement = 1)",
+            ratios, "<", 1e-2, control=1.0,
+        ),
+    ]  # fmt: skip
     metrics = {
         "rmse_zoh": errors["zoh"],
         "rmse_bilinear": errors["bilinear"],
         "signal_rms": rms,
+        "seeds": seeds,
+        "rmse_zoh_by_seed": [e["zoh"] for e in by_seed],
+        "window_memory_rmse_by_seed": window_rmse,
+        "signal_rms_by_seed": rms_by_seed,
         "length": length,
     }
     summary = (
         f"L={length}, signal RMS {rms:.2f}: LegS zoh RMSE "
         + ", ".join(f"N={N} {e:.1e}" for N, e in errors["zoh"].items())
-        + f"; bilinear N=64 {errors['bilinear'][SIZES_N[-1]]:.1e}"
+        + f"; bilinear N=64 {errors['bilinear'][SIZES_N[-1]]:.1e}; worst of seeds {seeds}: "
+        f"N=64 {max(e64):.1e} vs {min(window_rmse):.2f} for a {n_big}-sample window"
     )
     return Result(summary=summary, metrics=metrics, claims=claims)
