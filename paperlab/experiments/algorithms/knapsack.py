@@ -12,7 +12,17 @@ input lists while checking them: 16 bytes per item, O(N), negligible next to the
 
 Both forms return the same value and the same items on every instance, and the value equals
 an exhaustive search over all subsets on small instances. Wall time (both O(N V)) is in the
-figure.
+figure and the metrics only.
+
+The memory claims are made on 3 seeds (``ctx.seeds(3)``: the items change, and with them the
+int objects the table creates; worst seed decides), each with the other form as its control.
+The thresholds (1-D exponent < 0.2, ratio > 10 at the largest N) were fixed before any run;
+a pilot on seeds 100-102 at quick gave 1-D exponents 0.051 / 0.021 / 0.024 (control, the 2-D
+table: 0.846 / 0.770 / 0.749) and ratios 50.8 / 51.8 / 46.6. The 2-D table's own exponent is
+the control's value, recorded with the first claim, not a claim of its own: it spreads
+0.72-0.85 over seeds 0-5 (the table's slots grow exactly like N, but the int objects per
+cell fall with N, as later rows improve fewer cells), so an "exponent > 0.7" claim would sit
+on its threshold for some seeds.
 """
 
 from __future__ import annotations
@@ -70,23 +80,36 @@ def knapsack_experiment(ctx: Context) -> Result:
     sizes = ctx.pick(
         smoke=[8, 16, 32, 64], quick=[16, 32, 64, 128], full=[16, 32, 64, 128, 256, 512, 1024]
     )
-    rng = ctx.rng()
-    mem_2d, mem_1d, mem_1d_items = [], [], []
+    seeds = ctx.seeds(3)
+    mem_by_seed: dict[str, list[list[int]]] = {"2d": [], "1d": [], "1d_items": []}
     mismatches = 0
     timed = {}
-    for n in ctx.track(sizes, label="items"):
-        vols = [rng.randint(1, capacity // 4) for _ in range(n)]
-        vals = [rng.randint(1, 1000) for _ in range(n)]
-        mem_2d.append(peak_bytes(lambda v=vols, w=vals: knapsack_01_table(v, w, capacity)))
-        mem_1d.append(peak_bytes(lambda v=vols, w=vals: knapsack_01_1d(v, w, capacity)))
-        mem_1d_items.append(
-            peak_bytes(lambda v=vols, w=vals: knapsack_01_1d(v, w, capacity, return_items=True))
-        )
-        a = knapsack_01(vols, vals, capacity, return_items=True, method="2d")
-        b = knapsack_01(vols, vals, capacity, return_items=True, method="1d")
-        mismatches += a != b
-        timed[f"2d {n}"] = lambda v=vols, w=vals: knapsack_01_table(v, w, capacity)
-        timed[f"1d {n}"] = lambda v=vols, w=vals: knapsack_01_1d(v, w, capacity)
+    for seed in ctx.track(seeds, label="seeds"):
+        srng = Context(seed=seed).rng()
+        m2, m1, mi = [], [], []
+        for n in sizes:
+            vols = [srng.randint(1, capacity // 4) for _ in range(n)]
+            vals = [srng.randint(1, 1000) for _ in range(n)]
+            m2.append(peak_bytes(lambda v=vols, w=vals: knapsack_01_table(v, w, capacity)))
+            m1.append(peak_bytes(lambda v=vols, w=vals: knapsack_01_1d(v, w, capacity)))
+            mi.append(peak_bytes(
+                lambda v=vols, w=vals: knapsack_01_1d(v, w, capacity, return_items=True)
+            ))  # fmt: skip
+            if seed == seeds[0]:
+                a = knapsack_01(vols, vals, capacity, return_items=True, method="2d")
+                b = knapsack_01(vols, vals, capacity, return_items=True, method="1d")
+                mismatches += a != b
+                timed[f"2d {n}"] = lambda v=vols, w=vals: knapsack_01_table(v, w, capacity)
+                timed[f"1d {n}"] = lambda v=vols, w=vals: knapsack_01_1d(v, w, capacity)
+        mem_by_seed["2d"].append(m2)
+        mem_by_seed["1d"].append(m1)
+        mem_by_seed["1d_items"].append(mi)
+    mem_2d, mem_1d, mem_1d_items = (mem_by_seed[k][0] for k in ("2d", "1d", "1d_items"))
+    exp_2d_by_seed = [fit_power_law(sizes, m) for m in mem_by_seed["2d"]]
+    exp_1d_by_seed = [fit_power_law(sizes, m) for m in mem_by_seed["1d"]]
+    ratio_by_seed = [a[-1] / b[-1] for a, b in zip(mem_by_seed["2d"], mem_by_seed["1d"],
+                                                   strict=True)]  # fmt: skip
+    rng = ctx.rng()
     for _ in range(ctx.pick(smoke=20, quick=100, full=500)):  # small instances: exhaustive search
         n = rng.randint(0, 10)
         vols = [rng.randint(0, 15) for _ in range(n)]
@@ -97,7 +120,7 @@ def knapsack_experiment(ctx: Context) -> Result:
             knapsack_01(vols, vals, cap, method="2d") == knapsack_01(vols, vals, cap) == best
         )
 
-    times = interleaved_times(timed, repeats=ctx.pick(smoke=3, quick=5, full=5), min_time=0.002)
+    times = interleaved_times(timed, repeats=ctx.pick(smoke=3, quick=3, full=5), min_time=0.002)
     t_2d = [times[f"2d {n}"] for n in sizes]
     t_1d = [times[f"1d {n}"] for n in sizes]
     exp_2d = fit_power_law(sizes, mem_2d)
@@ -128,33 +151,24 @@ def knapsack_experiment(ctx: Context) -> Result:
     fig.tight_layout()
     ctx.savefig(fig, "knapsack_memory")
 
+    r3 = lambda v: [round(x, 3) for x in v]  # noqa: E731
     claims = [
-        Claim.check(
-            "the 1-D form's peak memory does not grow with N (O(V)): fitted exponent vs N < 0.2",
-            round(exp_1d, 3),
-            "<",
-            0.2,
+        Claim.over_seeds(
+            "the 1-D form's peak memory does not grow with N (O(V)): fitted exponent vs N < 0.2 "
+            "(control: the 2-D table)",
+            r3(exp_1d_by_seed), "<", 0.2, control=r3(exp_2d_by_seed),
         ),
-        Claim.check(
-            "the 2-D table's peak memory grows with N (O(N V)): fitted exponent vs N > 0.7",
-            round(exp_2d, 3),
-            ">",
-            0.7,
-        ),
-        Claim.check(
-            f"at N = {sizes[-1]} the 2-D table needs over 10x the 1-D form's memory",
-            round(mem_2d[-1] / mem_1d[-1], 2),
-            ">",
-            10,
+        Claim.over_seeds(
+            f"at N = {sizes[-1]} the 2-D table needs over 10x the 1-D form's memory "
+            "(control: equal memory = 1)",
+            [round(v, 2) for v in ratio_by_seed], ">", 10, control=1.0,
         ),
         Claim.check(
             "2-D and 1-D give the same value and items, equal to exhaustive search on small "
             "instances (mismatches)",
-            mismatches,
-            "==",
-            0,
+            mismatches, "==", 0,
         ),
-    ]
+    ]  # fmt: skip
     return Result(
         summary=(
             f"V={capacity}, N={sizes[0]}..{sizes[-1]}: peak memory exponent 1-D {exp_1d:.2f} "
@@ -171,6 +185,11 @@ def knapsack_experiment(ctx: Context) -> Result:
             "memory_exponent_2d": exp_2d,
             "memory_exponent_1d": exp_1d,
             "memory_exponent_1d_items": exp_items,
+            "seeds": seeds,
+            "peak_bytes_by_seed": mem_by_seed,
+            "memory_exponent_2d_by_seed": exp_2d_by_seed,
+            "memory_exponent_1d_by_seed": exp_1d_by_seed,
+            "memory_ratio_2d_1d_by_seed": ratio_by_seed,
             "bytes_per_cell_2d": per_cell_2d,
             "keep_bytes_per_cell_1d": per_cell_items,
             "seconds_2d": t_2d,
