@@ -52,10 +52,9 @@ Shapes (torch's convention; T time, B batch, D = 2 if bidirectional else 1, L la
     h_n     (L * D, B, hidden_size)          index layer * D + direction
     lengths (B,) ints in [1, T]
 
-The time loop is plain Python (clarity first). The input half of every gate does not depend on
-the state, so it is computed for all steps in one matmul before the loop; the loop does only
-the ``W_hh h`` part. torch's fused C++/cuDNN kernels are faster; the benchmark reports by how
-much.
+``backward="autograd"`` is the definition: a plain Python loop (the input half of the gates in
+one matmul before it) that autograd differentiates step by step. ``backward="bptt"`` (default)
+runs each layer direction as one autograd.Function with BPTT written out (``sequence/bptt.py``).
 """
 
 from __future__ import annotations
@@ -69,6 +68,7 @@ from torch import nn
 
 from paperlab.errors import ArgumentError, ArgumentTypeError, ShapeError, check_int
 from paperlab.registry import export_model
+from paperlab.sequence.bptt import bptt_layers
 
 State = tuple[torch.Tensor, ...]  # (h,) for RNN and GRU, (h, c) for LSTM
 Update = Callable[[torch.Tensor, State, torch.Tensor, "torch.Tensor | None"], State]
@@ -135,8 +135,7 @@ def lstm_cell(
     w_hh: torch.Tensor, b_ih: torch.Tensor | None = None, b_hh: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One LSTM step: x (B, in), (h, c) each (B, H) -> (h', c')."""
-    h, c = lstm_update(F.linear(x, w_ih, b_ih), state, w_hh, b_hh)
-    return h, c
+    return lstm_update(F.linear(x, w_ih, b_ih), state, w_hh, b_hh)  # type: ignore[return-value]
 
 
 def gru_cell(
@@ -196,16 +195,13 @@ def check_lengths(lengths: object, batch: int, steps: int, device: torch.device)
                 raise ArgumentTypeError(f"lengths[{i}] must be an int, got {type(v).__name__}")
         out = torch.tensor(list(lengths), dtype=torch.long, device=device)
     else:
-        raise ArgumentTypeError(
-            f"lengths must be a tensor or a sequence of ints, got {type(lengths).__name__}"
-        )
+        raise ArgumentTypeError(f"lengths must be a tensor or a sequence of ints, "
+                                f"got {type(lengths).__name__}")
     if tuple(out.shape) != (batch,):
         raise ShapeError(f"lengths must have shape (batch,) = ({batch},), got {tuple(out.shape)}")
     if batch and (int(out.min()) < 1 or int(out.max()) > steps):
-        raise ArgumentError(
-            f"lengths must lie in [1, T] = [1, {steps}], got min {int(out.min())} "
-            f"and max {int(out.max())}"
-        )
+        raise ArgumentError(f"lengths must lie in [1, T] = [1, {steps}], got min "
+                            f"{int(out.min())} and max {int(out.max())}")
     return out
 
 
@@ -216,9 +212,8 @@ def check_input(name: str, x: object, dims: tuple[int, ...], last: int) -> torch
         raise ArgumentTypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
     if x.dim() not in dims or x.shape[-1] != last:
         want = " or ".join(f"{d}-D" for d in dims)
-        raise ShapeError(
-            f"{name} must be {want} with last dimension {last}, got shape {tuple(x.shape)}"
-        )
+        raise ShapeError(f"{name} must be {want} with last dimension {last}, "
+                         f"got shape {tuple(x.shape)}")
     return x
 
 
@@ -238,14 +233,18 @@ def uniform_init(module: nn.Module) -> None:
 class _RecurrentBase(nn.Module):
     """Stacked, optionally bidirectional recurrent layers with torch's parameter names."""
 
-    gates = 1
+    gates, cell = 1, "rnn_tanh"
 
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
         batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+        *, backward: str = "bptt",
     ) -> None:
         super().__init__()
+        if backward not in ("bptt", "autograd"):
+            raise ArgumentError(f"backward must be 'bptt' or 'autograd', got {backward!r}")
+        self.backward = backward
         self.input_size = check_int("input_size", input_size, minimum=1)
         self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
         self.num_layers = check_int("num_layers", num_layers, minimum=1)
@@ -281,7 +280,7 @@ class _RecurrentBase(nn.Module):
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
         for key, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                             ("bidirectional", False)):
+                             ("bidirectional", False), ("backward", "bptt")):
             if getattr(self, key) != default:
                 s += f", {key}={getattr(self, key)}"
         return s
@@ -312,7 +311,6 @@ class _RecurrentBase(nn.Module):
         lens = None if lengths is None else check_lengths(lengths, batch, steps, x.device)
 
         count = self.num_layers * self.num_directions
-        names = ("h0", "c0")
         initial = []
         for k, s in enumerate(states):
             if s is None:
@@ -321,33 +319,33 @@ class _RecurrentBase(nn.Module):
             want = (count, self.hidden_size) if unbatched else (count, batch, self.hidden_size)
             if not isinstance(s, torch.Tensor) or tuple(s.shape) != want:
                 got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
-                raise ShapeError(
-                    f"{names[k]} must have shape (num_layers * num_directions, batch, "
-                    f"hidden_size) = {want}, got {got}"
-                )
+                raise ShapeError(f"{('h0', 'c0')[k]} must have shape (num_layers * num_directions, "
+                                 f"batch, hidden_size) = {want}, got {got}")
             initial.append(s.unsqueeze(1) if unbatched else s)
 
-        update = self._update()
-        finals: list[list[torch.Tensor]] = [[] for _ in states]
-        layer_input = x
-        for layer in range(self.num_layers):
-            if layer > 0 and self.dropout > 0 and self.training:
-                layer_input = F.dropout(layer_input, self.dropout, training=True)
-            outputs = []
-            for direction, suffix in enumerate(self._suffixes(layer)):
-                w_ih, w_hh, b_ih, b_hh = self._weights(suffix)
-                index = layer * self.num_directions + direction
-                state = tuple(s[index] for s in initial)
-                gx = F.linear(layer_input, w_ih, b_ih)  # (T, B, G*H) for all steps at once
-                out, state = recurrent_direction(update, gx, state, w_hh, b_hh, lens,
-                                                 reverse=direction == 1)
-                outputs.append(out)
-                for k, s in enumerate(state):
-                    finals[k].append(s)
-            layer_input = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
-
-        output = layer_input
-        final = tuple(torch.stack(f) for f in finals)
+        if self.backward == "bptt":  # hand-written BPTT, sequence/bptt.py
+            weights = [self._weights(s) for k in range(self.num_layers) for s in self._suffixes(k)]
+            output, final = bptt_layers(self.cell, x, tuple(initial), weights, lens,
+                                        self.num_directions, self.dropout * self.training)
+        else:  # the definition: autograd through every step
+            update = self._update()
+            finals: list[list[torch.Tensor]] = [[] for _ in states]
+            layer_input = x
+            for layer in range(self.num_layers):
+                if layer > 0 and self.dropout > 0 and self.training:
+                    layer_input = F.dropout(layer_input, self.dropout, training=True)
+                outputs = []
+                for direction, suffix in enumerate(self._suffixes(layer)):
+                    w_ih, w_hh, b_ih, b_hh = self._weights(suffix)
+                    state = tuple(s[layer * self.num_directions + direction] for s in initial)
+                    gx = F.linear(layer_input, w_ih, b_ih)  # (T, B, G*H) for all steps at once
+                    out, state = recurrent_direction(update, gx, state, w_hh, b_hh, lens,
+                                                     reverse=direction == 1)
+                    outputs.append(out)
+                    for k, s in enumerate(state):
+                        finals[k].append(s)
+                layer_input = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
+            output, final = layer_input, tuple(torch.stack(f) for f in finals)
         if unbatched:
             return output.squeeze(1), tuple(f.squeeze(1) for f in final)
         if self.batch_first:
@@ -364,12 +362,13 @@ class RNN(_RecurrentBase):
         nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
         dropout: float = 0.0, bidirectional: bool = False,
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+        *, backward: str = "bptt",
     ) -> None:
         if nonlinearity not in NONLINEARITIES:
             raise ArgumentError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self.nonlinearity, self.cell = nonlinearity, f"rnn_{nonlinearity}"
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype)
+                         bidirectional, device, dtype, backward=backward)
 
     def _update(self) -> Update:
         return rnn_update if self.nonlinearity == "tanh" else rnn_relu_update
@@ -385,7 +384,7 @@ class RNN(_RecurrentBase):
 class LSTM(_RecurrentBase):
     """Multi-layer LSTM, a drop-in for torch.nn.LSTM: forward(x, (h0, c0)) -> (out, (h_n, c_n))."""
 
-    gates = 4
+    gates, cell = 4, "lstm"
 
     def _update(self) -> Update:
         return lstm_update
@@ -398,15 +397,14 @@ class LSTM(_RecurrentBase):
             hx = (None, None)  # type: ignore[assignment]
         elif not isinstance(hx, (tuple, list)) or len(hx) != 2:
             raise ArgumentTypeError(f"hx must be a pair (h0, c0) or None, got {type(hx).__name__}")
-        output, (h_n, c_n) = self._run(x, tuple(hx), lengths)  # type: ignore[arg-type]
-        return output, (h_n, c_n)
+        return self._run(x, tuple(hx), lengths)  # type: ignore[arg-type,return-value]
 
 
 @export_model("gru")
 class GRU(_RecurrentBase):
     """Multi-layer GRU, a drop-in for torch.nn.GRU: forward(x, h0, lengths) -> (out, h_n)."""
 
-    gates = 3
+    gates, cell = 3, "gru"
 
     def _update(self) -> Update:
         return gru_update

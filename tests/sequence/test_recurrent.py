@@ -3,7 +3,9 @@
 torch's modules are the independent reference: their state_dict is loaded into ours and the
 outputs, final states and the gradients of the input, the initial states and every weight must
 agree (float64 to 1e-10, float32 to 1e-5). Variable lengths are checked against
-``pack_padded_sequence(enforce_sorted=False)``.
+``pack_padded_sequence(enforce_sorted=False)``. The modules run their default hand-written BPTT
+(``sequence/bptt.py``); the autograd definition is checked against torch too where marked,
+and against BPTT option by option in ``test_bptt.py``.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ CELLS = {
 IN, HID, T, B = 5, 6, 7, 3
 
 
-def _pair(kind: str, dtype: torch.dtype, **kw):
+def _pair(kind: str, dtype: torch.dtype, backward: str = "bptt", **kw):
     ours_cls, ref_cls, extra = KINDS[kind]
     torch.manual_seed(0)
     ref = ref_cls(IN, HID, **extra, **kw).to(dtype)
-    ours = ours_cls(IN, HID, **extra, **kw).to(dtype)
+    ours = ours_cls(IN, HID, **extra, **kw, backward=backward).to(dtype)
     ours.load_state_dict(ref.state_dict())
     return ours, ref
 
@@ -112,12 +114,13 @@ def test_parity_with_torch(kind, case):
     _compare_grads(ours, ref, inputs, inputs_ref)
 
 
+@pytest.mark.parametrize("backward", ["bptt", "autograd"])
 @pytest.mark.parametrize("batch_first", [False, True], ids=["seq-first", "batch-first"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_lengths_match_packed_sequences(kind, bidirectional, batch_first):
+def test_lengths_match_packed_sequences(kind, bidirectional, batch_first, backward):
     dtype = torch.float64
-    ours, ref = _pair(kind, dtype, num_layers=2, bidirectional=bidirectional,
+    ours, ref = _pair(kind, dtype, backward, num_layers=2, bidirectional=bidirectional,
                       batch_first=batch_first)
     g = torch.Generator().manual_seed(3)
     batch = 4
@@ -175,9 +178,10 @@ def test_cells_match_torch_cells(kind, bias, dtype):
     assert_close(_leaves(a1), _leaves(b1), what="unbatched")
 
 
+@pytest.mark.parametrize("backward", ["bptt", "autograd"])
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_unbatched_input_and_no_bias(kind):
-    ours, ref = _pair(kind, torch.float64, num_layers=2, bidirectional=True, bias=False)
+def test_unbatched_input_and_no_bias(kind, backward):
+    ours, ref = _pair(kind, torch.float64, backward, num_layers=2, bidirectional=True, bias=False)
     x = torch.randn(T, IN, dtype=torch.float64)
     assert_close(_leaves(ours(x)), _leaves(ref(x)), what="unbatched")
     assert "bias_ih_l0" not in dict(ours.named_parameters())

@@ -1,7 +1,9 @@
 """LSTM/GRU benchmark (notes C1-C2): paperlab's LSTM and GRU against ``torch.nn.LSTM``/``GRU``.
 
-``lstm-gru``: forward + backward with the same weights against torch's fused C++/cuDNN
-kernels. The ratio (ours / torch) says how close a readable implementation comes.
+``lstm-gru``: forward + backward with the same weights against torch's fused C++/oneDNN/cuDNN
+kernels. The ratio (ours / torch) says how close a readable implementation comes. Rows
+``fwd+bwd`` use the default hand-written BPTT (``sequence/bptt.py``); rows ``fwd+bwd
+(autograd)`` the autograd definition, to show what writing the backward out buys.
 """
 
 from __future__ import annotations
@@ -21,17 +23,18 @@ def bench_lstm_gru(ctx: BenchContext) -> list[BenchRow]:
     g = torch.Generator().manual_seed(0)
     rows = []
     for ours_cls, ref_cls in ((LSTM, torch.nn.LSTM), (GRU, torch.nn.GRU)):
-        for steps, hidden in cases:
-            ref = ref_cls(hidden, hidden).to(ctx.device)
-            ours = ours_cls(hidden, hidden).to(ctx.device)
-            ours.load_state_dict(ref.state_dict())
-            x = torch.randn(steps, batch, hidden, generator=g).to(ctx.device)
+        for backward, label in (("bptt", ""), ("autograd", " (autograd)")):
+            for steps, hidden in cases:
+                ref = ref_cls(hidden, hidden).to(ctx.device)
+                ours = ours_cls(hidden, hidden, backward=backward).to(ctx.device)
+                ours.load_state_dict(ref.state_dict())
+                x = torch.randn(steps, batch, hidden, generator=g).to(ctx.device)
 
-            def run(module: torch.nn.Module, x: torch.Tensor = x) -> None:
-                out, _ = module(x)
-                out.sum().backward()
+                def run(module: torch.nn.Module, x: torch.Tensor = x) -> None:
+                    out, _ = module(x)
+                    out.sum().backward()
 
-            rows.append(compare(ctx, f"{ours_cls.__name__} fwd+bwd", f"T={steps} H={hidden}",
-                                lambda m=ours: run(m), lambda m=ref: run(m),
-                                f"torch.nn.{ours_cls.__name__}"))
+                rows.append(compare(ctx, f"{ours_cls.__name__} fwd+bwd{label}",
+                                    f"T={steps} H={hidden}", lambda m=ours: run(m),
+                                    lambda m=ref: run(m), f"torch.nn.{ours_cls.__name__}"))
     return rows
