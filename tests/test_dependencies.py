@@ -16,10 +16,10 @@ import ast
 import importlib.metadata as md
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from paperlab.errors import MissingExtraError, require
 
