@@ -51,9 +51,9 @@ Claims (thresholds fixed before the recorded runs):
 
 Any of them may fail: they are what the note asserts, measured here.
 
-Measured (quick, seeds 0-4 and 1-5, i.e. ``--seed 0`` and ``--seed 1``; about 28 s of CPU
-on one thread, 4 min wall on the shared machine). Zero-shot accuracy mean +- sd, CLIP /
-SigLIP:
+Measured (quick, seeds 0-4 and 1-5, i.e. ``--seed 0`` and ``--seed 1``; about 28 s of CPU in
+the experiment, 31 s for ``paperlab run``, on one thread; 4 min wall on the shared machine).
+Zero-shot accuracy mean +- sd, CLIP / SigLIP:
 
 - ``--seed 0``: B=8 0.21+-0.05 / 0.17+-0.08 (per seed CLIP 0.268 0.156 0.268 0.206 0.176,
   SigLIP 0.062 0.136 0.250 0.224 0.202), gap -0.040 = -0.94 SE; B=16 0.21+-0.04 /
