@@ -1,22 +1,45 @@
-"""Experiment ``vit-digits`` (note D3): a small Vision Transformer classifies 8x8 digits.
+"""Experiment ``vit-digits`` (note D3): a small Vision Transformer classifies 8x8 digits, and it
+does so from where the patches are, not only from which patches there are.
 
 Data: scikit-learn's digits (1,797 images, 10 classes; ``paperlab/data/digits.py``), the
-fixed seeded 80/20 split. Model: ``VisionTransformer`` with a class token, learned
-positions, pre-LN encoder, d = 48, 4 heads, 2 layers, MLP 96; patches of 2 x 2 pixels
-(16 tokens + class token) at quick and full size, 4 x 4 (4 tokens) at smoke size. AdamW
-(lr 2e-3, weight decay 0.05), linear warm-up then cosine decay, batch 96, cross-entropy.
-The same model with 2-D RoPE in every attention instead of learned positions is trained
-alongside for comparison (a metric, no claim).
+fixed seeded 80/20 split (1,437 train, 360 test). Model: ``VisionTransformer`` with a class
+token, learned positions, pre-LN encoder, d = 48, 4 heads, 1 layer, MLP 96, patches of 2 x 2
+pixels (16 tokens + class token); AdamW (lr 6e-3, weight decay 0.05, linear warm-up then
+cosine decay), batch 96, 300 steps at quick (1,500 at full), cross-entropy.
 
-Claims (thresholds fixed before the runs): (1) test accuracy > 0.9 at quick size. Chance is
-0.1; a linear model on the 64 raw pixels reaches about 0.96-0.97 on this split, and a ViT,
-with no convolutional prior and only 1,437 training images, is expected near (not above)
-that, so 0.9 says "it learned digits" without pretending to beat a linear probe.
-(2) patching is invertible: unpatchify(patchify(x)) == x exactly (max abs error 0) on every
-test image, and the stride-p convolution equals patchify + Linear up to float32 rounding.
+The control: **the same ViT on shuffled patches** -- every image's 16 patches put in a fresh
+random order (``patchify``, permute, ``unpatchify``): a new order for every training example
+and one fixed order per test image. Same model, parameters, steps, batch and schedule; its
+learning rate is tuned like the ViT's. It can still count which patches occur (a bag of 2x2
+patches), but not where they are, so what the ViT gains over it is what the position
+embeddings and attention make of the layout -- the note's point that an image is a sequence
+of *placed* patches. Trivial floors are recorded too: the untrained ViT (chance, ~0.1) and,
+as an honest reference, logistic regression on the 64 raw pixels (L-BFGS, ``linear_probe``):
+a linear model is better on this tiny data set than a ViT with no convolutional prior, and the
+claims do not pretend otherwise.
 
-Measured (seed 0): quick (350 steps, ~18 s for both models) test accuracy 0.944 (2-D RoPE:
-0.958); full (1500 steps) 0.972 (train 1.000); round trip max error 0.
+Tuning (pilot, before the recorded runs): seed 100, trained on the first 1,150 training
+images, validated on the other 287, 300 steps, lr in {2e-3, 4e-3, 6e-3, 8e-3}: ViT 0.948,
+0.955, 0.962, 0.948; shuffled patches 0.639, 0.622, 0.653, 0.628 -- 6e-3 for both. A 1-layer
+model because it matched the 2-layer one (0.955 at 350 steps, 4e-3) at less than half the
+cost: three seeds of both models fit the quick budget.
+
+Claims, over seeds ``ctx.seeds(3)`` (worst seed decides; thresholds fixed before the
+recorded runs):
+
+1. ViT test accuracy >= 0.93 on every seed (the issue's bar; pilot seed 100 at quick: see
+   below). Control: the untrained ViT's accuracy (chance).
+2. ViT accuracy minus the shuffled-patch ViT's >= 0.15 on every seed (pilot gap 0.31 on
+   validation; 0.15 is about ten standard errors of a 360-image accuracy). Control: the
+   shuffled-patch ViT's accuracy.
+
+Sanity checks (true by construction, so metrics, not claims): ``unpatchify(patchify(x)) == x``
+exactly, and the stride-p convolution equals patchify + Linear up to float32 rounding. The
+same ViT with 2-D RoPE instead of learned positions is trained at smoke and full size (one
+seed, a metric); quick leaves it out for time.
+
+Measured (quick, one thread): see the lead's report for the seeds' values; pilot seed 100
+(seeds 100-102 at quick): filled in below.
 """
 
 from __future__ import annotations
@@ -29,9 +52,14 @@ import torch.nn.functional as F
 
 from paperlab.data.digits import digits_split
 from paperlab.experiments.base import Claim, Context, Result, pyplot
+from paperlab.recipes.vision import linear_probe
 from paperlab.registry import export_experiment
 from paperlab.training.schedules import warmup_cosine_factor
 from paperlab.vision.vit import VisionTransformer, ViTConfig, patchify, unpatchify
+
+LR = 6e-3
+ACCURACY_BAR = 0.93
+GAP_BAR = 0.15
 
 
 def accuracy(model: VisionTransformer, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -44,28 +72,46 @@ def accuracy(model: VisionTransformer, images: torch.Tensor, labels: torch.Tenso
     return acc
 
 
+def shuffle_patches(images: torch.Tensor, patch: int, g: torch.Generator) -> torch.Tensor:
+    """Each image's p x p patches in a random order of its own (the layout destroyed)."""
+    p = patchify(images, patch)
+    order = torch.rand(p.shape[0], p.shape[1], generator=g).argsort(dim=1)
+    p = p.gather(1, order.unsqueeze(-1).expand_as(p))
+    return unpatchify(p, patch, tuple(images.shape[-2:]), images.shape[1])
+
+
 def train_vit(
-    ctx: Context,
     cfg: ViTConfig,
     train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
     steps: int,
     batch: int,
     every: int,
+    seed: int,
+    shuffled: bool = False,
+    lr: float = LR,
+    track=None,
 ) -> tuple[VisionTransformer, list[float], list[tuple[int, float]]]:
-    """AdamW with warm-up and cosine decay; returns the model, the losses, the test curve."""
+    """AdamW with warm-up and cosine decay; returns the model, the losses, the test curve.
+
+    ``shuffled``: train and test on images whose patches are in a random order (the control);
+    the test images' orders are fixed by ``seed``.
+    """
     (x, y), (xt, yt) = train, test
-    torch.manual_seed(ctx.seed)
+    torch.manual_seed(seed)
     model = VisionTransformer(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+    if shuffled:
+        xt = shuffle_patches(xt, cfg.patch_size, torch.Generator().manual_seed(seed * 7919 + 3))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     warm = max(1, steps // 12)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine_factor(s, steps, warm))
-    g = ctx.generator(1)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 1)
     losses: list[float] = []
     curve: list[tuple[int, float]] = [(0, accuracy(model, xt, yt))]
-    for step in ctx.track(range(steps), label=f"train ({cfg.position})"):
+    for step in (track or (lambda it, **_: it))(range(steps), label=f"train ({cfg.position})"):
         idx = torch.randint(0, len(y), (batch,), generator=g)
-        loss = F.cross_entropy(model(x[idx]).logits, y[idx])
+        xb = shuffle_patches(x[idx], cfg.patch_size, g) if shuffled else x[idx]
+        loss = F.cross_entropy(model(xb).logits, y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -84,84 +130,124 @@ def train_vit(
     tags=("vision", "transformer"),
 )
 def vit_digits(ctx: Context) -> Result:
-    """Train a ViT on the digits split; test accuracy curve; patching round trip."""
-    steps = ctx.pick(smoke=20, quick=350, full=1500)
-    patch = ctx.pick(smoke=4, quick=2, full=2)
-    batch, every = 96, ctx.pick(smoke=10, quick=35, full=100)
+    """Train a ViT on the digits split on 3 seeds, against the same ViT on shuffled patches."""
+    steps = ctx.pick(smoke=20, quick=300, full=1500)
+    batch, every = 96, ctx.pick(smoke=10, quick=50, full=100)
+    with_rope = ctx.size != "quick"
     train_set, test_set = digits_split(seed=0)
     x, y = train_set.tensors
     xt, yt = test_set.tensors
-    cfg = ViTConfig(image_size=8, patch_size=patch, in_channels=1, dim=48, depth=2,
+    cfg = ViTConfig(image_size=8, patch_size=2, in_channels=1, dim=48, depth=1,
                     num_heads=4, mlp_dim=96, num_classes=10)
+    seeds = ctx.seeds(3)
     t0 = time.perf_counter()
-    model, losses, curve = train_vit(ctx, cfg, (x, y), (xt, yt), steps, batch, every)
+    runs, controls = {}, {}
+    for s in seeds:
+        runs[s] = train_vit(cfg, (x, y), (xt, yt), steps, batch, every, s, track=ctx.track)
+        controls[s] = train_vit(cfg, (x, y), (xt, yt), steps, batch, every, s, shuffled=True,
+                                track=ctx.track)
     train_s = time.perf_counter() - t0
-    rope_cfg = dataclasses.replace(cfg, position="rope-2d")
-    _, rope_losses, rope_curve = train_vit(ctx, rope_cfg, (x, y), (xt, yt), steps, batch, every)
-    test_acc = curve[-1][1]
+    acc = [runs[s][2][-1][1] for s in seeds]
+    untrained = [runs[s][2][0][1] for s in seeds]
+    shuffled = [controls[s][2][-1][1] for s in seeds]
+    gaps = [a - b for a, b in zip(acc, shuffled)]
+    model = runs[seeds[0]][0]
     train_acc = accuracy(model, x, y)
+    pixels = linear_probe(x.flatten(1), y, xt.flatten(1), yt, iterations=100)
+    rope_acc = None
+    if with_rope:
+        rope_cfg = dataclasses.replace(cfg, position="rope-2d")
+        _, _, rope_curve = train_vit(rope_cfg, (x, y), (xt, yt), steps, batch, every, ctx.seed,
+                                     track=ctx.track)
+        rope_acc = rope_curve[-1][1]
 
-    patches = patchify(xt, patch)
-    round_trip = float((unpatchify(patches, patch, 8, 1) - xt).abs().max())
+    patches = patchify(xt, cfg.patch_size)
+    round_trip = float((unpatchify(patches, cfg.patch_size, 8, 1) - xt).abs().max())
     proj = model.patch_embed.proj
     as_linear = patches @ proj.weight.permute(0, 2, 3, 1).reshape(cfg.dim, -1).T + proj.bias
     with torch.no_grad():
         conv_vs_linear = float((model.patch_embed(xt) - as_linear).abs().max())
 
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [3, 3, 2]})
-    axes[0].plot(*zip(*curve), marker="o", ms=3, label="learned positions")
-    axes[0].plot(*zip(*rope_curve), marker="s", ms=3, label="2-D RoPE")
-    axes[0].axhline(0.9, color="grey", ls="--", lw=1, label="claim: 0.9")
-    axes[0].axhline(0.1, color="grey", ls=":", lw=1, label="chance")
-    axes[0].set(xlabel="step", ylabel="test accuracy", ylim=(0, 1.02),
-                title=f"test accuracy (final {test_acc:.3f})")
-    axes[0].legend(fontsize=8, loc="lower right")
-    axes[1].semilogy(losses, lw=0.8, label="learned positions")
-    axes[1].semilogy(rope_losses, lw=0.8, alpha=0.7, label="2-D RoPE")
-    axes[1].legend(fontsize=8)
-    axes[1].set(xlabel="step", ylabel="cross-entropy", title="training loss")
-    grid = 8 // patch
-    gap = 1
-    canvas = torch.full((grid * (patch + gap) - gap,) * 2, float("nan"))  # gaps: blank
-    for n in range(grid * grid):
-        r, c = divmod(n, grid)
-        cell = patches[0, n].reshape(patch, patch)
-        canvas[r * (patch + gap): r * (patch + gap) + patch,
-               c * (patch + gap): c * (patch + gap) + patch] = cell
-    axes[2].set_facecolor("#b8c4d6")  # the gaps between patches (NaN) show this colour
-    axes[2].imshow(canvas, cmap="gray_r", vmin=0, vmax=1)
-    axes[2].set_title(f"a test digit as {grid * grid} patches of {patch}x{patch}")
-    axes[2].set_xticks([])
-    axes[2].set_yticks([])
-    ctx.savefig(fig, "accuracy_and_patches")
+    _figure(ctx, cfg, seeds, runs, controls, pixels, xt[:1])
 
     claims = [
-        Claim.check("ViT test accuracy on held-out digits (chance 0.1)", test_acc, ">", 0.9),
-        Claim.check("max |unpatchify(patchify(x)) - x| over the test images", round_trip,
-                    "==", 0.0),
-        Claim.check("max |conv patch embedding - (patchify + Linear)| (float32)",
-                    conv_vs_linear, "<", 1e-5),
+        Claim.over_seeds(
+            f"ViT test accuracy on held-out digits, every seed of {seeds} (control: the "
+            "untrained ViT, chance)", acc, ">=", ACCURACY_BAR, control=untrained),
+        Claim.over_seeds(
+            "ViT test accuracy minus the same ViT's on shuffled patches (patch layout "
+            f"destroyed), every seed of {seeds} (control: the shuffled-patch accuracy)",
+            gaps, ">=", GAP_BAR, control=shuffled),
     ]
     metrics = {
-        "test_accuracy": test_acc,
-        "train_accuracy": train_acc,
-        "accuracy_curve": curve,
-        "rope_2d_test_accuracy": rope_curve[-1][1],
-        "rope_2d_accuracy_curve": rope_curve,
-        "final_loss": sum(losses[-10:]) / len(losses[-10:]),
-        "patch_size": patch,
+        "seeds": seeds,
+        "test_accuracy": dict(zip(map(str, seeds), acc)),
+        "shuffled_patches_test_accuracy": dict(zip(map(str, seeds), shuffled)),
+        "untrained_test_accuracy": dict(zip(map(str, seeds), untrained)),
+        "logistic_regression_raw_pixels": pixels,
+        "train_accuracy_first_seed": train_acc,
+        "accuracy_curves": {str(s): runs[s][2] for s in seeds},
+        "shuffled_accuracy_curves": {str(s): controls[s][2] for s in seeds},
+        "rope_2d_test_accuracy": rope_acc,
+        "final_loss": {str(s): sum(runs[s][1][-10:]) / 10 for s in seeds},
+        "patch_size": cfg.patch_size,
         "tokens": cfg.num_patches + 1,
         "steps": steps,
+        "lr": LR,
         "parameters": sum(p.numel() for p in model.parameters()),
         "round_trip_max_error": round_trip,
         "conv_vs_linear_max_error": conv_vs_linear,
         "train_seconds": train_s,
     }
+    mean = sum(acc) / len(acc)
     summary = (
-        f"ViT ({cfg.num_patches} patches of {patch}x{patch}): test accuracy {test_acc:.3f} "
-        f"(train {train_acc:.3f}) after {steps} steps in {train_s:.1f} s (2-D RoPE instead of "
-        f"learned positions: {rope_curve[-1][1]:.3f}); patching round trip "
-        f"exact (max error {round_trip:g})"
+        f"ViT ({cfg.num_patches} patches of 2x2): test accuracy "
+        + ", ".join(f"{a:.3f}" for a in acc)
+        + f" on seeds {seeds} (mean {mean:.3f}); same ViT on shuffled patches "
+        + ", ".join(f"{a:.3f}" for a in shuffled)
+        + f"; logistic regression on raw pixels {pixels:.3f}"
+        + (f"; 2-D RoPE {rope_acc:.3f}" if rope_acc is not None else "")
+        + f"; patching round trip max error {round_trip:g}"
     )
     return Result(summary=summary, metrics=metrics, claims=claims)
+
+
+def _figure(ctx, cfg, seeds, runs, controls, pixels, image) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8),
+                             gridspec_kw={"width_ratios": [3, 3, 1.6, 1.6]})
+    for i, s in enumerate(seeds):
+        axes[0].plot(*zip(*runs[s][2]), "o-", ms=3, color="tab:blue", alpha=0.8,
+                     label="ViT" if i == 0 else None)
+        axes[0].plot(*zip(*controls[s][2]), "s--", ms=3, color="tab:orange", alpha=0.8,
+                     label="same ViT, shuffled patches" if i == 0 else None)
+    axes[0].axhline(ACCURACY_BAR, color="grey", ls="--", lw=1, label=f"claim: {ACCURACY_BAR}")
+    axes[0].axhline(pixels, color="tab:green", ls=":", lw=1, label="logistic reg., raw pixels")
+    axes[0].axhline(0.1, color="grey", ls=":", lw=1, label="chance")
+    axes[0].set(xlabel="step", ylabel="test accuracy", ylim=(0, 1.02),
+                title=f"test accuracy, seeds {seeds}")
+    axes[0].legend(fontsize=7, loc="lower right")
+    for i, s in enumerate(seeds):
+        axes[1].semilogy(runs[s][1], lw=0.6, color="tab:blue", alpha=0.7,
+                         label="ViT" if i == 0 else None)
+        axes[1].semilogy(controls[s][1], lw=0.6, color="tab:orange", alpha=0.7,
+                         label="shuffled patches" if i == 0 else None)
+    axes[1].legend(fontsize=8)
+    axes[1].set(xlabel="step", ylabel="cross-entropy", title="training loss")
+    patch = cfg.patch_size
+    shuffled = shuffle_patches(image, patch, torch.Generator().manual_seed(0))
+    for ax, img, title in ((axes[2], image, "a test digit"),
+                           (axes[3], shuffled, "its patches shuffled")):
+        grid, gap = 8 // patch, 1
+        canvas = torch.full((grid * (patch + gap) - gap,) * 2, float("nan"))  # gaps: blank
+        cells = patchify(img, patch)[0]
+        for n in range(grid * grid):
+            r, c = divmod(n, grid)
+            canvas[r * (patch + gap): r * (patch + gap) + patch,
+                   c * (patch + gap): c * (patch + gap) + patch] = cells[n].reshape(patch, patch)
+        ax.set_facecolor("#b8c4d6")  # the gaps between patches (NaN) show this colour
+        ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"{title}\n({grid * grid} patches of {patch}x{patch})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ctx.savefig(fig, "accuracy_and_patches")
