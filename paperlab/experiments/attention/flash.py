@@ -30,8 +30,9 @@ linear in the length by mixed chunk attention: quadratic inside chunks of C toke
      seed 3 (1.13: softmax 1.342 against FLASH 1.372). A ratio of two small excesses is
      noisy at this budget, so the claim was restated as the difference with a margin fixed
      before a second pilot on seeds 100-102 (differences -0.061, -0.037, -0.020 nats; with
-     seeds 0-3, mean -0.04, sd 0.035, so 0.1 is about 4 sd above the mean). The ratio stays
-     in the metrics.
+     seeds 0-3, -0.082, -0.053, -0.075, +0.031: mean -0.04, sd 0.04, so 0.1 is about 3.5 sd
+     above the mean, and seed 3, the closest, is 0.07 below it). The ratio stays in the
+     metrics.
 
 2. cost, counted. The FLOPs (``FlopCounterMode``, ``_counts.py``) of one FLASH layer's
    forward + backward at doubling lengths n: growth exponent over the three largest n < 1.3
