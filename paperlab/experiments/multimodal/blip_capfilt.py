@@ -41,7 +41,7 @@ issue and a pilot on seed 100 before the recorded runs:
 Reported as measured; a failed claim stays failed.
 
 Sizes and cost. Each seed pre-trains three BLIPs (noisy, filtered, random subset), so quick
-does nine pre-trainings in its 30 s: 150 steps of 32 pairs, lr 2e-3, d = 32, one layer per
+does nine pre-trainings in its 30 s: 150 steps of 32 pairs, lr 4e-3, d = 32, one layer per
 tower, 2 x 2 patches of 8 x 8 pixels, 600 training images (about 9 s of CPU per seed on one
 thread). ``full`` is the earlier single-seed setting, now on 3 seeds: 1500 steps of 64, lr
 2e-3, d = 48, two layers, 4 x 4 patches, 4000 images (about 2.5 min per pre-training on one
@@ -50,27 +50,28 @@ thread, so about 20 min).
 Pilots (seed 100, before the recorded runs; AUC, kept-set swapped fraction, recall@1 before
 / after / random subset):
 
-- quick as above: AUC 0.700, kept 17.5% swapped (ratio 0.58), recall@1 0.021 / 0.015 /
-  0.024. Other settings of about the same cost or up to 3x more: patch 16 (one token) and
-  d = 48: AUC 0.789, kept 17.5%, recall 0.012 / 0.009 / 0.041; d = 32 at lr 4e-3: 0.765,
-  20%; d = 48, two layers, 200 steps of 32: 0.751, 20%, recall 0.032 / 0.024 / 0.024; 300
-  steps of 32 at lr 1e-3: 0.773, 17.7%, recall 0.053 / 0.079 / 0.044; 150 steps of 64,
-  800 images: 0.747, 21%. The earlier quick setting (one seed, 300 steps of 64, d = 48,
-  1200 images; about 27 s for one seed) had AUC 0.87 on seed 0 but 81% of clean pairs removed
-  on seed 2.
+- quick as above, lr swept: 5e-4 / 1e-3 / 2e-3 / 4e-3 / 8e-3 give AUC 0.519 / 0.584 /
+  0.700 / 0.765 / 0.723 -> 4e-3 (kept 20% swapped, ratio 0.67; recall@1 0.009 / 0.012 /
+  0.021). Other settings of about the same cost or up to 3x more: patch 16 (one token) and
+  d = 48, lr 2e-3: AUC 0.789, kept 17.5%, recall 0.012 / 0.009 / 0.041; d = 48, two layers,
+  200 steps of 32: 0.751, 20%, recall 0.032 / 0.024 / 0.024; 300 steps of 32 at lr 1e-3:
+  0.773, 17.7%, recall 0.053 / 0.079 / 0.044; 150 steps of 64, 800 images: 0.747, 21%. The
+  earlier quick setting (one seed, 300 steps of 64, d = 48, 1200 images; about 27 s for one
+  seed) had AUC 0.87 on seed 0 but 81% of clean pairs removed on seed 2.
 - So at any setting that fits quick's budget for 3 seeds the noisy model's ITM head is not
   yet a good filter (AUC 0.70-0.79 against the 0.8 asked) and ITC retrieval is near chance
   (recall@1 ~0.02; chance about 1/170): the quick claims are expected to fail, and they are
   kept as they are. The claims are the note's point; quick is too small to show it.
 
-Measured (quick, about 29 s of CPU on one thread for the 3 seeds, 3-4 min wall on the shared
-machine): seeds 0, 1, 2: AUC 0.620 / 0.689 / 0.630; kept-set noise ratio 0.82 / 0.70 /
-0.69 (the filter removes 53-64% of the swapped pairs and 31-41% of the clean ones); recall@1
-before 0.015 / 0.032 / 0.011, after CapFilt 0.018 / 0.014 / 0.009, random subset 0.024 /
-0.014 / 0.014. Seeds 1, 2, 3: AUC 0.689 / 0.630 / 0.701; noise ratio 0.70 / 0.69 / 0.67;
-recall@1 after minus before -0.017 / -0.003 / -0.009, after minus random 0 / -0.006 /
--0.003. All four claims fail on every seed, as the pilot said they would: at this size the
-noisy model is barely past chance, so CapFilt has nothing to bootstrap from. ``full`` (3
+Measured (quick, about 27 s of CPU in the experiment and 30 s for ``paperlab run`` on one
+thread, 2.5-4 min wall on the shared machine): seeds 0, 1, 2: AUC 0.776 / 0.682 / 0.690;
+kept-set noise ratio 0.63 / 0.81 / 0.70; recall@1 after minus before -0.012 / -0.012 /
++0.011 (random subset minus before -0.009 / -0.014 / +0.011); after minus random -0.003 /
++0.003 / 0.000. Seeds 1, 2, 3: AUC 0.682 / 0.690 / 0.791; noise ratio 0.81 / 0.70 / 0.67;
+after minus before -0.012 / +0.011 / -0.017; after minus random +0.003 / 0 / 0. (At lr
+2e-3, the first recorded runs: AUC 0.620 / 0.689 / 0.630 / 0.701 on seeds 0-3.) All four
+claims fail on every seed, as the pilot said they would: recall@1 is near chance before and
+after, so at this size the noisy model has too little to bootstrap from. ``full`` (3
 seeds, about 20 min) was not run for this version; the earlier single-seed full run (seed 0,
 threshold 0.5) had AUC 0.97 and recall@1 0.427 -> 0.696.
 """
@@ -192,7 +193,7 @@ def blip_capfilt(ctx: Context) -> Result:
         patch=ctx.pick(smoke=8, quick=8, full=4),  # 8: 2 x 2 patches, a cheaper step
         dim=ctx.pick(smoke=32, quick=32, full=48),
         depth=ctx.pick(smoke=1, quick=1, full=2),
-        lr=ctx.pick(smoke=2e-3, quick=2e-3, full=2e-3),
+        lr=ctx.pick(smoke=2e-3, quick=4e-3, full=2e-3),
         n_train=ctx.pick(smoke=120, quick=600, full=4000),
         n_eval=ctx.pick(smoke=40, quick=300, full=600),
     )
