@@ -19,13 +19,17 @@ to the new input). That breaks the convolution, so the model is computed as a re
 
 Two ways to run the recurrence, proven equal by the tests:
 
-- ``selective_scan_sequential``: the plain loop over t (mamba_ssm's ``selective_scan_ref``).
-- ``selective_scan_parallel``: the recurrence is a scan under the associative operator
-  ``(a1, b1) o (a2, b2) = (a1 a2, a2 b1 + b2)``. Within a chunk of time steps it is evaluated
-  by odd/even recursive doubling (the work-efficient Blelloch/Ladner-Fischer tree): pair
-  neighbours, solve the half-length problem, fill the even positions in one step, O(L) work
-  and O(log L) depth; across chunks the state is carried. It only multiplies decays in
-  (0, 1], so it is as stable as the loop (no logs, no exp of differences of sums).
+- ``selective_scan_sequential``: the plain loop over t (mamba_ssm's ``selective_scan_ref``),
+  the readable definition: L Python steps, each a handful of tiny (batch, dim, N) operations.
+- ``selective_scan_chunked`` (what ``selective_scan_parallel``, ``selective_scan`` and the Mamba
+  block use): time cut into K chunks of C steps; one pass runs the recurrence inside all chunks
+  at once to get each chunk's own end state, a scan over the K chunks hands the true state
+  from chunk to chunk (``s_{k+1} = exp(A sum_{chunk k} delta) s_k + local_k``), and a second
+  pass reruns every chunk from its start state and reads out y. 2 C + K Python steps on
+  (N, batch, K, dim) tensors instead of L, the loop's arithmetic done twice, memory
+  O(batch dim N L / C + batch dim L). Only decays exp(delta A) in (0, 1] are ever formed.
+  (``selective_scan_parts.linear_recurrence_parallel`` is the textbook alternative, odd/even
+  recursive doubling over t: log depth, but O(batch dim N L) memory and slower on a CPU.)
 
 Shapes (mamba_ssm's convention, channels before time)::
 
@@ -43,81 +47,22 @@ float32).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from paperlab.errors import ArgumentError, ArgumentTypeError, ShapeError
+from paperlab.errors import ArgumentError
+from paperlab.sequence.selective_scan_parts import (
+    auto_chunk,
+    by_step,
+    check_scan_inputs,
+    from_steps,
+    linear_recurrence_parallel,
+)
 
 METHODS = ("parallel", "sequential")
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-def _tensor(name: str, t: object) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise ArgumentTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise ArgumentTypeError(f"{name} must be a real floating-point tensor, got {t.dtype}")
-    return t
-
-
-def _shape(name: str, t: torch.Tensor, expected: tuple[int, ...], meaning: str) -> None:
-    if tuple(t.shape) != expected:
-        raise ShapeError(f"{name} must have shape {meaning} = {expected}, got {tuple(t.shape)}")
-
-
-def check_scan_inputs(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    initial_state: torch.Tensor | None = None,
-) -> None:
-    """Raise a ``ShapeError``/``ArgumentTypeError`` naming the first argument that is wrong."""
-    _tensor("u", u)
-    if u.dim() != 3:
-        raise ShapeError(f"u must have shape (batch, dim, L), got {tuple(u.shape)}")
-    batch, dim, length = u.shape
-    if length < 1:
-        raise ShapeError(f"u must hold at least one time step, got shape {tuple(u.shape)}")
-    _shape("delta", _tensor("delta", delta), (batch, dim, length), "(batch, dim, L)")
-    if isinstance(A, torch.Tensor) and A.is_complex():
-        raise ArgumentTypeError(f"A must be real (complex A is not supported), got {A.dtype}")
-    _tensor("A", A)
-    if A.dim() != 2 or A.shape[0] != dim:
-        raise ShapeError(f"A must have shape (dim, N) with dim={dim}, got {tuple(A.shape)}")
-    n = A.shape[1]
-    if n < 1:
-        raise ShapeError(f"A must have at least one state (N >= 1), got shape {tuple(A.shape)}")
-    for name, t in (("B", B), ("C", C)):
-        _tensor(name, t)
-        if t.dim() == 3:
-            _shape(name, t, (batch, n, length), "(batch, N, L)")
-        elif t.dim() == 2:
-            _shape(name, t, (dim, n), "(dim, N)")
-        else:
-            raise ShapeError(
-                f"{name} must have shape (batch, N, L) = {(batch, n, length)} (selective) "
-                f"or (dim, N) = {(dim, n)} (time-invariant), got {tuple(t.shape)}"
-            )
-    if D is not None:
-        _shape("D", _tensor("D", D), (dim,), "(dim,)")
-    if z is not None:
-        _shape("z", _tensor("z", z), (batch, dim, length), "(batch, dim, L)")
-    if delta_bias is not None:
-        _shape("delta_bias", _tensor("delta_bias", delta_bias), (dim,), "(dim,)")
-    if initial_state is not None:
-        _shape(
-            "initial_state",
-            _tensor("initial_state", initial_state),
-            (batch, dim, n),
-            "(batch, dim, N)",
-        )
+LOG2E, LN2 = math.log2(math.e), math.log(2.0)
 
 
 # ----------------------------------------------------------------------------- the pieces
@@ -126,6 +71,20 @@ def check_scan_inputs(
 def compute_dtype(u: torch.Tensor) -> torch.dtype:
     """float64 for float64 input, float32 otherwise (half precision is scanned in float32)."""
     return torch.float64 if u.dtype == torch.float64 else torch.float32
+
+
+def softplus(x: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+    """log(1 + e^x) = max(x, 0) + log(1 + e^-|x|) = (x + |x|) / 2 - log(sigmoid(|x|)).
+
+    Equal to ``F.softplus`` to rounding (absolute error ~ eps; sigmoid(|x|) is in [1/2, 1), so
+    nothing under- or overflows), but built from sigmoid and log2, which torch vectorises:
+    float32 ``log1p`` runs scalar on some CPU builds. (x + |x|) / 2 rather than relu keeps the
+    gradient sigmoid(x) exact at x = 0 too. ``inplace`` overwrites x (no autograd).
+    """
+    a = x.abs()
+    if inplace:
+        return x.add_(a).mul_(0.5).add_(a.sigmoid_().log2_().mul_(-LN2))
+    return (x + a) * 0.5 - torch.log2(torch.sigmoid(a)) * LN2
 
 
 def _prepare(
@@ -141,7 +100,7 @@ def _prepare(
     if delta_bias is not None:
         delta = delta + delta_bias.to(dt)[:, None]
     if delta_softplus:
-        delta = F.softplus(delta)
+        delta = softplus(delta)
     return u, delta, A
 
 
@@ -185,35 +144,23 @@ def _finish(
     D: torch.Tensor | None,
     z: torch.Tensor | None,
     out_dtype: torch.dtype,
+    *,
+    scratch: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """out = (y + D u) * silu(z), cast to ``out_dtype`` (u's dtype)."""
+    """out = (y + D u) * silu(z), cast to ``out_dtype`` (u's dtype). With ``scratch`` (a
+    tensor of y's dtype with at least y.numel() elements) it works in place in y (no autograd)
+    and computes silu(z) into scratch's memory."""
     if D is not None:
-        y = y + u * D.to(y.dtype)[:, None]
+        D = D.to(y.dtype)[:, None]
+        y = y.addcmul_(u, D) if scratch is not None else y + u * D
     if z is not None:
-        y = y * F.silu(z.to(y.dtype))
+        z = z.to(y.dtype)
+        if scratch is None:
+            y = y * F.silu(z)
+        else:  # silu(z) = z sigmoid(z)
+            gate = torch.sigmoid(z, out=scratch.view(-1)[: z.numel()].view(z.shape))
+            y = y.mul_(gate.mul_(z))
     return y.to(out_dtype)
-
-
-def linear_recurrence_parallel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """x_t = a_t x_{t-1} + b_t from x_{-1} = 0, by odd/even recursive doubling over dim -2.
-
-    Pair the steps (2i, 2i+1): composing them gives one step from x_{2i-1} to x_{2i+1} with
-    a' = a_{2i+1} a_{2i} and b' = a_{2i+1} b_{2i} + b_{2i+1}. Solve that half-length problem
-    for the odd positions, then x_{2i} = a_{2i} x_{2i-1} + b_{2i}. Depth 2 log2 L, work O(L).
-    """
-    length = b.shape[-2]
-    if length == 1:
-        return b
-    if length % 2:  # pad one neutral step (a = 1, b = 0) and drop it at the end
-        a = torch.cat((a, torch.ones_like(a[..., :1, :])), dim=-2)
-        b = torch.cat((b, torch.zeros_like(b[..., :1, :])), dim=-2)
-    a_even, a_odd = a.unflatten(-2, (-1, 2)).unbind(-2)  # steps 0, 2, 4, ... and 1, 3, 5, ...
-    b_even, b_odd = b.unflatten(-2, (-1, 2)).unbind(-2)
-    x_odd = linear_recurrence_parallel(a_odd * a_even, a_odd * b_even + b_odd)
-    carried = a_even[..., 1:, :] * x_odd[..., :-1, :]  # x_{2i} needs x_{2i-1}; x_{-1} = 0
-    x_even = torch.cat((b_even[..., :1, :], b_even[..., 1:, :] + carried), dim=-2)
-    x = torch.stack((x_even, x_odd), dim=-2).flatten(-3, -2)
-    return x[..., :length, :]
 
 
 # ----------------------------------------------------------------------------- the scans
@@ -255,28 +202,137 @@ def selective_scan_sequential(
     return (out, x) if return_last_state else out
 
 
-def _parallel_chunk(
+def _advance(
+    h: torch.Tensor | None,
+    delta_j: torch.Tensor,
+    x_j: torch.Tensor,
+    B_j: torch.Tensor,
+    log2_A: torch.Tensor,
+    buf: torch.Tensor | None,
+) -> torch.Tensor:
+    """One step in every chunk at once: h <- exp(delta_t A) h + x_t B_t (h None: zero state).
+
+    h (N, batch, K, dim); delta_j, x_j (batch, K, dim); B_j (N, batch, K, 1) or (N, 1, 1, dim);
+    log2_A (N, 1, 1, dim). With a buffer ``buf`` like h the step runs in
+    place (no autograd), else it returns a new tensor.
+    """
+    if h is None:
+        return x_j * B_j
+    if buf is None:
+        return torch.addcmul(x_j * B_j, h, torch.exp2(delta_j * log2_A))
+    torch.mul(delta_j, log2_A, out=buf).exp2_()
+    return h.mul_(buf).addcmul_(x_j, B_j)
+
+
+def _chunk_starts(
+    decay: torch.Tensor, local: torch.Tensor, s0: torch.Tensor | None
+) -> torch.Tensor:
+    """The state at the start of every chunk, (N, batch, K, dim), from the decay
+    exp(A * sum of delta) and the local end state of chunks 0..K-2 (both (N, batch, K-1, dim))
+    and the initial state s0 (N, batch, dim) or None (zeros): the scan over the chunks
+    ``s_{k+1} = decay_k * s_k + local_k``, a short loop on (N, batch, dim) tensors."""
+    s = torch.zeros_like(local[:, :, 0]) if s0 is None else s0
+    starts = [s]
+    for decay_k, local_k in zip(decay.unbind(2), local.unbind(2)):
+        s = torch.addcmul(local_k, decay_k, s)
+        starts.append(s)
+    return torch.stack(starts, dim=2)
+
+
+def selective_scan_chunked(
     u: torch.Tensor,
     delta: torch.Tensor,
     A: torch.Tensor,
     B: torch.Tensor,
     C: torch.Tensor,
-    D: torch.Tensor | None,
-    z: torch.Tensor | None,
-    delta_bias: torch.Tensor | None,
-    delta_softplus: bool,
-    initial_state: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chunk of the parallel scan: discretise all its steps, recursive doubling, read out."""
-    deltaA, deltaB_u = discretize(
-        u, delta, A, B, delta_bias=delta_bias, delta_softplus=delta_softplus
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    *,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    initial_state: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The selective scan as a chunked two-level scan; equals ``selective_scan_sequential`` up
+    to rounding, in 2 C + K vectorised steps instead of L (same arguments, plus ``chunk_size``).
+
+    Time is cut into K = ceil(L / C) chunks of C = ``chunk_size`` steps (``None``: chosen from
+    the sizes, see ``auto_chunk``; a short last chunk is padded with delta = 0, u = 0 steps,
+    which leave the state unchanged). With step j of *every* chunk one slice:
+
+    1. local pass: the recurrence inside chunks 0..K-2 at once from zero, j = 0..C-1, gives
+       each chunk's own contribution ``local_k`` to its end state;
+    2. chunk scan: ``s_{k+1} = exp(A * sum_{t in chunk k} delta_t) * s_k + local_k`` from
+       s_0 = ``initial_state`` (one exp of a sum of delta A <= 0 per chunk);
+    3. output pass: the recurrence inside all chunks from their start states s_k, reading out
+       ``y_t = <x_t, C_t>``; the last chunk's end state is the final state.
+
+    Each step is 4-6 operations on (N, batch, K, dim) tensors, in place when no gradient is
+    needed; memory O(batch dim N L / C + batch dim L): states only at chunk boundaries and for
+    the current step, never the (batch, dim, N, L) of all of them. exp(delta A) is computed as
+    exp2(delta A log2 e): torch vectorises exp2 on every CPU (float32 exp is scalar on some).
+
+    Why not Mamba-2's matmul ("SSD") form: there the decay is one scalar per head and step, so
+    ``exp(segsum)`` (C, C) factors out of the sum over the N states and a chunk is
+    ``(C_t . B_s) exp(segsum)[t, s]`` matmuls. Mamba-1's A is (dim, N): the intra-chunk kernel
+    ``sum_n C_tn B_sn exp(A_dn (cs_t - cs_s))`` has dim N C^2 entries per chunk, each an exp,
+    C times the loop's work. The two-level scan keeps the loop's one exp per state and step.
+    """
+    check_scan_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ArgumentError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
+    given = (u, delta, A, B, C, D, z, delta_bias, initial_state)
+    fast = not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in given)
+    dt = compute_dtype(u)
+    batch, dim, length = u.shape
+    n = A.shape[1]
+    chunk = min(chunk_size or auto_chunk(batch, dim, n, length), length)
+    chunks = -(-length // chunk)
+    # delta, x = delta u, B and C by chunk and step, (batch, K, C, .); [:, :, j] is step j
+    deltas, xs = (by_step(t.to(dt), chunks, chunk) for t in (delta, u))
+    if delta_bias is not None:
+        bias = delta_bias.to(dt)
+        deltas = deltas.add_(bias) if fast else deltas + bias
+    if delta_softplus:
+        deltas = softplus(deltas, inplace=fast)
+    if chunks * chunk > length:  # padded steps: delta = 0 (and u = 0) keep the state
+        deltas[:, -1, length - (chunks - 1) * chunk :] = 0
+    xs = xs.mul_(deltas) if fast else xs * deltas
+    Bs, Cs = (
+        by_step(M.to(dt), chunks, chunk).permute(2, 3, 0, 1)[..., None]  # (C, N, b, K, 1)
+        if M.dim() == 3
+        else M.to(dt).t()[None, :, None, None, :].expand(chunk, -1, -1, chunks, -1)  # (N, dim)
+        for M in (B, C)
     )
-    if initial_state is not None:  # fold x_{-1} into the first input: b_0 += a_0 x_{-1}
-        first = deltaB_u[..., :1, :] + deltaA[..., :1, :] * initial_state.to(deltaA)[..., None, :]
-        deltaB_u = torch.cat((first, deltaB_u[..., 1:, :]), dim=-2)
-    states = linear_recurrence_parallel(deltaA, deltaB_u)  # (batch, dim, L, N)
-    y = (states * _per_step(C, states.dtype)).sum(-1)  # y_t = <x_t, C_t>
-    return _finish(y, u.to(states.dtype), D, z, u.dtype), states[..., -1, :]
+    log2_A = (A.to(dt) * LOG2E).t()[:, None, None, :].contiguous()  # exp(dA) = exp2(dA log2 e)
+    s0 = None if initial_state is None else initial_state.to(dt).permute(2, 0, 1)  # (N, b, dim)
+    steps = list(zip(deltas.unbind(2), xs.unbind(2), Bs.unbind(0), Cs.unbind(0)))
+    if chunks == 1:
+        state = None if s0 is None else s0.clone(memory_format=torch.contiguous_format)[:, :, None]
+    else:  # 1. the local pass over chunks 0..K-2, then 2. the scan over the chunks
+        buf = deltas.new_empty(n, batch, chunks - 1, dim) if fast else None
+        local = None
+        for delta_j, x_j, B_j, _ in steps:
+            local = _advance(local, delta_j[:, :-1], x_j[:, :-1], B_j[:, :, :-1], log2_A, buf)
+        decay = torch.exp2(deltas[:, :-1].sum(2) * log2_A)  # (N, batch, K-1, dim)
+        state = _chunk_starts(decay, local, s0)
+    # 3. the output pass from the true start states, reading out y_t = <x_t, C_t>
+    buf = deltas.new_empty(n, batch, chunks, dim) if fast else None
+    ys = []
+    for delta_j, x_j, B_j, C_j in steps:
+        state = _advance(state, delta_j, x_j, B_j, log2_A, buf)
+        if fast:  # y_t goes where x_t was (x_t is used up)
+            torch.linalg.vecdot(state, C_j, dim=0, out=x_j)
+        else:
+            ys.append((state * C_j).sum(0))
+    y = from_steps(xs if fast else torch.stack(ys, dim=2), length)  # (batch, dim, L)
+    out = _finish(y, u.to(dt), D, z, u.dtype, scratch=deltas if fast else None)
+    if not return_last_state:
+        return out
+    return out, state[:, :, -1].permute(1, 2, 0).contiguous()
 
 
 def selective_scan_parallel(
@@ -292,32 +348,14 @@ def selective_scan_parallel(
     delta_softplus: bool = False,
     return_last_state: bool = False,
     initial_state: torch.Tensor | None = None,
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """The selective scan as a chunked parallel scan; equals ``selective_scan_sequential`` up
-    to rounding.
-
-    Time is cut into chunks of ``chunk_size`` steps. Inside a chunk all steps are discretised
-    at once and the recurrence runs by recursive doubling (log depth); across chunks the last
-    state is carried as the next chunk's initial state. The chunks bound the
-    (batch, dim, chunk, N) working set, which keeps long sequences in cache.
-    """
-    check_scan_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ArgumentError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
-    length = u.shape[-1]
-    outs, state = [], initial_state
-    for start in range(0, length, chunk_size):
-        t = slice(start, start + chunk_size)
-        B_c = B[..., t] if B.dim() == 3 else B
-        C_c = C[..., t] if C.dim() == 3 else C
-        out, state = _parallel_chunk(
-            u[..., t], delta[..., t], A, B_c, C_c, D, None if z is None else z[..., t],
-            delta_bias, delta_softplus, state,
-        )  # fmt: skip
-        outs.append(out)
-    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
-    return (out, state) if return_last_state else out
+    """The parallel selective scan: ``selective_scan_chunked`` (same arguments)."""
+    return selective_scan_chunked(
+        u, delta, A, B, C, D, z,
+        delta_bias=delta_bias, delta_softplus=delta_softplus,
+        return_last_state=return_last_state, initial_state=initial_state, chunk_size=chunk_size,
+    )  # fmt: skip
 
 
 def selective_scan(
@@ -359,5 +397,7 @@ __all__ = [
     "linear_recurrence_parallel",
     "selective_scan",
     "selective_scan_parallel",
+    "selective_scan_chunked",
     "selective_scan_sequential",
+    "softplus",
 ]
