@@ -6,14 +6,17 @@ negatives in the batch to make each row's classification informative; SigLIP sco
 pair on its own, so a small batch still gives B^2 binary examples. The paper compares the
 losses at an equal number of examples seen, not at equal steps.
 
-Setup: the same small two-tower model (ViT 16x16 / patch 8 and a text tower, d = 48) trained
-with CLIP's loss (``CLIP``, t_0 = 1/0.07) and with SigLIP's (``SigLIP``: MAP head,
-bidirectional text, t_0 = 10) on synthetic shape captions of all 30 (colour, shape)
-combinations. SigLIP's bias starts at the prior log-odds of a pair matching,
-b_0 = -log(B - 1) (``prior_logit_bias``; the paper's b_0 = -10 is that prior for B ~ 32k):
-with b_0 = -10 the bias is a single Adam parameter moving about lr per step and stays near
--10 for the few hundred steps here (pilot, seed 100, B = 8: zero-shot 0.037 at lr 2e-3 and
-0.038 at 4e-3, chance; with the prior 0.161 and 0.182 at the same lrs). Every batch size sees the
+Setup: the note's two models at equal size (ViT 16x16 / patch 8 and a text tower, d = 48,
+the same depths): CLIP (softmax loss, t_0 = 1/0.07, causal text tower) and SigLIP (sigmoid
+loss, t_0 = 10, MAP pooling head, bidirectional text tower), on synthetic shape captions of
+all 30 (colour, shape) combinations. The heads differ, so this compares the two recipes,
+not the loss alone (a pilot of the sigmoid loss on CLIP's towers, seed 100, B = 8, learnt
+nothing at lr 1e-3 / 2e-3: 0.050 / 0.035, not followed further). SigLIP's bias starts at the
+prior log-odds of a pair matching, b_0 = -log(B - 1) (``prior_logit_bias``; the paper's
+b_0 = -10 is that prior for B ~ 32k): with b_0 = -10 the bias is a single Adam parameter
+moving about lr per step and stays near -10 for the few hundred steps here (pilot, seed
+100, B = 8: zero-shot 0.037 at lr 2e-3 and 0.038 at 4e-3, chance; with the prior 0.161 and
+0.035 at the same lrs, 0.182 at 1e-3). Every batch size sees the
 same number of training examples (``steps = examples / B``), with a 10% linear warm-up and
 the same data-order seed for both losses. Each point is repeated over 5 seeds (initialisation
 and data order; ``ctx.seeds(5)``; the training and test images are fixed by the context's
