@@ -18,8 +18,14 @@ from paperlab.position.sinusoidal import sinusoidal_table
 
 
 def _loop_reference(pe: RecursivePositionalEncoding, n: int) -> list[list[float]]:
-    """p_0 = start, p_{k+1} = R(w) p_k + W_2 tanh(W_1 p_k + b_1) + b_2, in Python floats."""
-    start = pe.start.detach().double().tolist()
+    """p_0 = r start / |start|, p_{k+1} = r u / |u| with u = R(w) p_k + h (W_2 tanh(W_1 p_k
+    + b_1) + b_2) and r = sqrt(d / 2), in Python floats."""
+
+    def onto_sphere(v: list[float]) -> list[float]:
+        norm = math.sqrt(sum(t * t for t in v))
+        return [t * math.sqrt(len(v) / 2) / norm for t in v]
+
+    start = onto_sphere(pe.start.detach().double().tolist())
     w = pe.angles.detach().double().tolist()
     w1, b1 = pe.up.weight.detach().double().tolist(), pe.up.bias.detach().double().tolist()
     w2, b2 = pe.down.weight.detach().double().tolist(), pe.down.bias.detach().double().tolist()
@@ -34,14 +40,14 @@ def _loop_reference(pe: RecursivePositionalEncoding, n: int) -> list[list[float]
             nxt[2 * i + 1] = c * math.cos(w[i]) - s * math.sin(w[i])
         hidden = [math.tanh(sum(w1[j][t] * p[t] for t in range(d)) + b1[j]) for j in range(h)]
         for t in range(d):
-            nxt[t] += sum(w2[t][j] * hidden[j] for j in range(h)) + b2[t]
-        p = nxt
+            nxt[t] += pe.step_size * (sum(w2[t][j] * hidden[j] for j in range(h)) + b2[t])
+        p = onto_sphere(nxt)
     return rows
 
 
 def _randomised(dim: int = 8, hidden: int = 5, seed: int = 0) -> RecursivePositionalEncoding:
     torch.manual_seed(seed)
-    pe = RecursivePositionalEncoding(dim, hidden=hidden).double()
+    pe = RecursivePositionalEncoding(dim, hidden=hidden, step_size=0.7).double()
     with torch.no_grad():
         for p in pe.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -81,6 +87,12 @@ def test_rotate_pairs_shifts_the_phase():
     out = rotate_pairs(p.flatten(-2), a).view(7, 2, 2)
     torch.testing.assert_close(out[..., 0], (x[:, None] + a).sin())
     torch.testing.assert_close(out[..., 1], (x[:, None] + a).cos())
+
+
+def test_positions_stay_on_the_sphere_however_far_they_roll():
+    pe = _randomised(seed=3)
+    norms = pe.table(2000).detach().norm(dim=-1)
+    torch.testing.assert_close(norms, torch.full((2000,), 2.0, dtype=torch.float64))
 
 
 def test_roll_recurrence_of_a_counter():
@@ -141,6 +153,8 @@ def test_bad_input_names_the_argument():
         RecursivePositionalEncoding(8, hidden=0)
     with pytest.raises(ArgumentError, match="base must be > 0"):
         RecursivePositionalEncoding(8, base=0.0)
+    with pytest.raises(ArgumentError, match="step_size must be > 0"):
+        RecursivePositionalEncoding(8, step_size=0.0)
     pe = RecursivePositionalEncoding(8)
     with pytest.raises(ShapeError, match=r"x must be \(B, N, C=8\)"):
         pe(torch.randn(2, 5, 6))
