@@ -13,33 +13,54 @@ distances involved are the same at every length, so a model that truly uses *rel
 position keeps its accuracy when the sequence grows.
 
 Models: identical 2-layer decoder LMs (``paperlab.sequence.lm.DecoderLM``, softmax
-attention) that differ only in the position encoding: ``sinusoidal``, ``learned``, ``rope``,
-``t5``, ``alibi`` and ``none`` (NoPE). Each is trained at length L with AdamW, then evaluated
-on fresh sequences of length L, 2L and 4L.
+attention, d = 32, 4 heads) that differ only in the position encoding. Each is trained at
+L = 32 with AdamW (clip 1) on its own recipe (``RECIPES``: steps, batch, lr, warm-up, tuned
+per encoding on pilot seeds >= 100, never the recorded ones, until it reaches acc(L) >= 0.95
+within the quick budget; on the pilot seed 100 every row but ALiBi did: learned 1.00, rope
+1.00, recursive 1.00, multiplicative 0.98), then evaluated on fresh sequences of length L,
+2L and 4L. On other seeds the one-seed rows can fall short of 0.95 (recursive,
+multiplicative and ALiBi have: 0.91 to 0.95 on seeds 0 and 1); their metrics say so.
 
-``learned`` honestly: its table is sized 4L so that it can be evaluated at all, and the rows
-for positions >= L are never trained (they keep their N(0, 0.02) initialisation). A table
-sized L could not encode positions past L at all.
+What is compared, on 3 seeds (``ctx.seeds(3)``), per seed values, mean and sd recorded:
 
-ALiBi's bias is monotone in distance, so it cannot single out "K - 1 places back" by itself;
-it has to learn the two-layer induction route, and learns the task more slowly than RoPE or
-T5: at the ``quick`` size (200 steps) it is not fully trained at L. Its accuracy is
-nevertheless the same at L, 2L and 4L, which is what the note is about.
+- ``t5``, the relative bias. As in T5 (max_distance 128 < 512 training tokens), its last
+  bucket is reached in training: 16 causal buckets, max_distance 24 < L, so every distance
+  past 24, including those only seen at 4L, shares a trained bucket.
+- ``sinusoidal``, absolute positions: positions past L are vectors it never saw.
+- ``none`` (NoPE) at the same budget: the control with the position mechanism removed.
 
-Claims (thresholds fixed before the first run):
+The other encodings are rows of the figure and the metrics, trained on the context's seed
+only (the quick budget does not hold three seeds of all eight): ``learned`` (table sized 4L,
+rows >= L never trained), ``rope``, ``recursive`` (FLOATER-style recurrence, rolled on past
+L), ``multiplicative`` (x * PE_sin) and ``alibi``. They carry no claim: one seed is not
+evidence about training. ALiBi's bias is monotone in distance, so it cannot single out
+"K - 1 places back" by itself: it learns the two-layer induction route, which cannot answer
+at t = K - 1 (the current token has not occurred before), so its ceiling at L is 26/27 =
+0.963, and even with a batch of 32 it reaches acc(L) 0.79 to 0.96 depending on the seed in
+the pilots (its acc(4L) is at least its acc(L): more repeats to match). That is why T5, not
+ALiBi, is the relative encoding the claims are about: ALiBi is not reliably trained to 0.95
+within the quick budget.
 
-1. ALiBi extrapolates better than sinusoidal: its accuracy drop from L to 4L is smaller than
-   sinusoidal's (drop_alibi < drop_sinusoidal).
-2. The relative biases keep working: ALiBi's accuracy at 4L is at least 0.8 of its accuracy
-   at L.
-3. Learned absolute positions fail past L: accuracy at 4L < 0.8 x accuracy at L.
-4. RoPE's extrapolation is limited: its accuracy drop from L to 4L exceeds ALiBi's
-   (drop_rope > drop_alibi).
+Claims (thresholds from the brief, checked on a pilot, ``--seed 100`` (seeds 100, 101, 102),
+before the recorded runs: T5 acc(L) 1.000 / 1.000 / 1.000, acc(4L) 0.968 / 0.977 / 0.974;
+sinusoidal acc(L) 0.986 / 0.999 / 0.988, acc(4L) 0.348 / 0.321 / 0.307; NoPE acc(L)
+0.317 / 0.314 / 0.317), each over 3 seeds, the worst seed decides:
+
+1. T5 learns the task at L: acc(L) >= 0.95. Control: NoPE's acc(L) (must fail).
+2. Sinusoidal learns the task at L: acc(L) >= 0.95. Control: NoPE's acc(L).
+3. T5 keeps its accuracy at 4L: acc(4L) >= 0.9. Control: sinusoidal's acc(4L) (absolute
+   positions instead of relative ones; must fail).
+4. Sinusoidal fails at 4L: acc(4L) <= 0.5. Control: the same models at L, acc(L) (must fail:
+   the failure is the length, not the training).
+
+Cost at ``quick``: 14 models, about 25 s of CPU time on one thread (not part of any verdict).
+No wall-clock time enters a verdict.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -48,8 +69,33 @@ from paperlab.experiments.base import Claim, Context, Result, pyplot
 from paperlab.registry import export_experiment
 from paperlab.sequence.lm import DecoderLM, LMConfig, lm_loss
 
-ENCODINGS = ("sinusoidal", "learned", "rope", "t5", "alibi", "none")
 PERIOD = 5
+SEEDED = ("t5", "sinusoidal", "none")
+ROWS = ("learned", "rope", "recursive", "multiplicative", "alibi")
+ENCODINGS = SEEDED + ROWS
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one encoding is trained at ``quick`` (steps, batch, peak lr, linear warm-up)."""
+
+    steps: int = 200
+    batch: int = 16
+    lr: float = 5e-3
+    warmup: int = 0
+    position_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+RECIPES: dict[str, Recipe] = {
+    "t5": Recipe(steps=150, position_kwargs={"num_buckets": 16, "max_distance": 24}),
+    "sinusoidal": Recipe(),
+    "none": Recipe(),
+    "learned": Recipe(),
+    "rope": Recipe(),
+    "recursive": Recipe(steps=250),
+    "multiplicative": Recipe(steps=300, batch=32, lr=7e-3, warmup=30),
+    "alibi": Recipe(steps=300, batch=32),
+}
 
 
 def periodic_batch(
@@ -71,16 +117,16 @@ def periodic_batch(
 
 def train_model(
     position: str,
+    recipe: Recipe,
     *,
     length: int,
     steps: int,
-    batch: int,
     vocab: int,
     dim: int,
     seed: int,
     max_positions: int,
 ) -> DecoderLM:
-    """Train one decoder LM on the periodic task at ``length`` (AdamW, lr 5e-3, clip 1)."""
+    """Train one decoder LM on the periodic task at ``length`` (AdamW, clip 1, ``recipe``)."""
     torch.manual_seed(seed)
     config = LMConfig(
         vocab_size=vocab,
@@ -89,21 +135,25 @@ def train_model(
         num_heads=4,
         attention="softmax",
         position=position,
+        position_kwargs=dict(recipe.position_kwargs),
         max_positions=max_positions,
         init_std=dim**-0.5,  # tokens of the sinusoids' size (with 0.02 they drown in them)
     )
     model = DecoderLM(config)
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.01)
+    warm = max(recipe.warmup, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
     g = torch.Generator().manual_seed(seed + 1)
     model.train()
     for _ in range(steps):
-        tokens, determined = periodic_batch(batch, length, vocab, g)
+        tokens, determined = periodic_batch(recipe.batch, length, vocab, g)
         logits = model(tokens[:, :-1])
         loss = lm_loss(logits, tokens[:, 1:], determined)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sched.step()
     return model
 
 
@@ -123,37 +173,35 @@ def evaluate(
 
 def _run(
     ctx: Context,
-    encodings: tuple[str, ...],
+    jobs: list[tuple[str, int]],
     length: int,
-    steps: int,
-    batch: int,
+    steps_scale: float,
     dim: int,
     eval_batch: int,
     vocab: int,
     factors: tuple[int, ...],
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Train one model per encoding at ``length``; accuracies and losses at each factor."""
-    acc: dict[str, list[float]] = {}
-    loss: dict[str, list[float]] = {}
-    for name in ctx.track(encodings, label="encodings"):
+) -> dict[tuple[str, int], list[float]]:
+    """Train one model per (encoding, seed) at ``length``; its accuracy at each factor."""
+    acc: dict[tuple[str, int], list[float]] = {}
+    for name, seed in ctx.track(jobs, label="models"):
+        recipe = RECIPES[name]
         model = train_model(
             name,
+            recipe,
             length=length,
-            steps=steps,
-            batch=batch,
+            steps=max(1, round(recipe.steps * steps_scale)),
             vocab=vocab,
             dim=dim,
-            seed=ctx.seed * 1000 + 17,
+            seed=seed * 1000 + 17,
             max_positions=max(factors) * length,
         )
-        acc[name], loss[name] = [], []
-        for f in factors:
-            a, lo = evaluate(
-                model, length=f * length, batch=eval_batch, vocab=vocab, seed=ctx.seed + 99 + f
-            )
-            acc[name].append(a)
-            loss[name].append(lo)
-    return acc, loss
+        acc[name, seed] = [
+            evaluate(
+                model, length=f * length, batch=eval_batch, vocab=vocab, seed=seed * 1000 + 500 + f
+            )[0]
+            for f in factors
+        ]
+    return acc
 
 
 @export_experiment(
@@ -163,75 +211,101 @@ def _run(
     tags=("position", "extrapolation"),
 )
 def position_extrapolation(ctx: Context) -> Result:
-    """Copy-with-offset LMs trained at L, tested at L, 2L, 4L for six position encodings."""
-    length = ctx.pick(smoke=16, quick=32, full=64)
-    steps = ctx.pick(smoke=15, quick=200, full=1500)
-    batch = ctx.pick(smoke=8, quick=16, full=64)
-    dim = ctx.pick(smoke=32, quick=32, full=64)
-    eval_batch = ctx.pick(smoke=8, quick=64, full=256)
+    """Copy-with-offset LMs trained at L, tested at L, 2L, 4L: T5, sinusoidal and NoPE on 3
+    seeds, five more encodings on one."""
+    length = ctx.pick(smoke=16, quick=32, full=32)
+    steps_scale = ctx.pick(smoke=0.05, quick=1.0, full=4.0)
+    dim = 32
+    eval_batch = ctx.pick(smoke=8, quick=32, full=256)
     vocab = 16
     factors = (1, 2, 4)
-    encodings = ctx.pick(smoke=("sinusoidal", "alibi"), quick=ENCODINGS, full=ENCODINGS)
+    seeds = ctx.seeds(3)
+    jobs = [(name, s) for s in seeds for name in SEEDED] + [(name, ctx.seed) for name in ROWS]
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread is faster and steadier
     try:
-        acc, loss = _run(ctx, encodings, length, steps, batch, dim, eval_batch, vocab, factors)
+        acc = _run(ctx, jobs, length, steps_scale, dim, eval_batch, vocab, factors)
     finally:
         torch.set_num_threads(threads)
-    metrics: dict[str, float] = {"L": length, "steps": steps}
-    for name in encodings:
-        for f, a, lo in zip(factors, acc[name], loss[name]):
-            metrics[f"acc_{name}_{f}L"] = a
-            metrics[f"loss_{name}_{f}L"] = lo
-        metrics[f"drop_{name}"] = acc[name][0] - acc[name][-1]
+
+    metrics: dict[str, Any] = {"L": length}
+    for name in ENCODINGS:
+        recipe = RECIPES[name]
+        metrics[f"steps_{name}"] = max(1, round(recipe.steps * steps_scale))
+        metrics[f"batch_{name}"] = recipe.batch
+        runs = [acc[name, s] for s in seeds if (name, s) in acc]
+        for i, f in enumerate(factors):
+            vals = [a[i] for a in runs]
+            if len(vals) > 1:
+                for s, v in zip(seeds, vals):
+                    metrics[f"acc_{name}_{f}L_seed{s}"] = v
+            metrics[f"acc_{name}_{f}L"] = sum(vals) / len(vals)  # the mean over its seeds
+
+    def per_seed(name: str, factor: int) -> list[float]:
+        return [acc[name, s][factors.index(factor)] for s in seeds]
+
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for name in encodings:
-        ax.plot([f * length for f in factors], acc[name], marker="o", label=name)
+    fig, ax = plt.subplots(figsize=(5.8, 3.8))
+    xs = [f * length for f in factors]
+    for name in ENCODINGS:
+        runs = [acc[name, s] for s in seeds if (name, s) in acc]
+        mean = [sum(a[i] for a in runs) / len(runs) for i in range(len(factors))]
+        label = name + (f" ({len(runs)} seeds, min-max)" if len(runs) > 1 else "")
+        line = ax.plot(xs, mean, marker="o", label=label, lw=2 if len(runs) > 1 else 1)[0]
+        if len(runs) > 1:
+            lo = [min(a[i] for a in runs) for i in range(len(factors))]
+            hi = [max(a[i] for a in runs) for i in range(len(factors))]
+            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2)
     ax.axvline(length, color="grey", lw=0.8, ls=":")
+    ax.axhline(0.95, color="grey", lw=0.6, ls="--")
     ax.set_xscale("log", base=2)
-    ax.set_xticks([f * length for f in factors], [f"{f}L={f * length}" for f in factors])
+    ax.set_xticks(xs, [f"{f}L={f * length}" for f in factors])
     ax.set_xlabel("test length (trained at L)")
     ax.set_ylabel("next-token accuracy (determined positions)")
     ax.set_ylim(0, 1.02)
     ax.set_title("Length extrapolation of position encodings")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="lower left")
     ctx.savefig(fig, "accuracy_vs_length")
 
-    def ratio(name: str) -> float:
-        if name not in acc or acc[name][0] <= 0:
-            return math.nan
-        return acc[name][-1] / acc[name][0]
-
+    top = max(factors)
+    nope_at_l = per_seed("none", 1)
     claims = [
-        Claim.check(
-            "accuracy drop L->4L: ALiBi's minus sinusoidal's (ALiBi extrapolates better)",
-            metrics["drop_alibi"] - metrics["drop_sinusoidal"],
-            "<",
-            0.0,
+        Claim.over_seeds(
+            "T5 (relative bias) learns the task at L: acc(L) >= 0.95 (control: NoPE's acc(L))",
+            per_seed("t5", 1),
+            ">=",
+            0.95,
+            control=nope_at_l,
         ),
-        Claim.check("ALiBi keeps its accuracy at 4L: acc(4L) / acc(L)", ratio("alibi"), ">=", 0.8),
+        Claim.over_seeds(
+            "sinusoidal (absolute) learns the task at L: acc(L) >= 0.95 (control: NoPE's acc(L))",
+            per_seed("sinusoidal", 1),
+            ">=",
+            0.95,
+            control=nope_at_l,
+        ),
+        Claim.over_seeds(
+            f"T5 keeps its accuracy at {top}L: acc({top}L) >= 0.9 (control: sinusoidal's "
+            f"acc({top}L))",
+            per_seed("t5", top),
+            ">=",
+            0.9,
+            control=per_seed("sinusoidal", top),
+        ),
+        Claim.over_seeds(
+            f"sinusoidal fails at {top}L: acc({top}L) <= 0.5 (control: the same models' acc(L))",
+            per_seed("sinusoidal", top),
+            "<=",
+            0.5,
+            control=per_seed("sinusoidal", 1),
+        ),
     ]
-    if "learned" in acc:
-        claims.append(
-            Claim.check(
-                "learned positions (rows >= L untrained) fail at 4L: acc(4L) / acc(L)",
-                ratio("learned"),
-                "<",
-                0.8,
-            )
+    summary = (
+        "; ".join(
+            f"{n} " + "/".join(f"{metrics[f'acc_{n}_{f}L']:.2f}" for f in factors)
+            for n in ENCODINGS
         )
-    if "rope" in acc:
-        claims.append(
-            Claim.check(
-                "RoPE's extrapolation is limited: its L->4L accuracy drop minus ALiBi's",
-                metrics["drop_rope"] - metrics["drop_alibi"],
-                ">",
-                0.0,
-            )
-        )
-    summary = "; ".join(
-        f"{n} " + "/".join(f"{a:.2f}" for a in acc[n]) for n in encodings
-    ) + f" (accuracy at L/2L/4L, L={length})"
+        + f" (accuracy at L/2L/4L, L={length}; t5, sinusoidal, none: mean of seeds {seeds})"
+    )
     return Result(summary=summary, metrics=metrics, claims=claims)
