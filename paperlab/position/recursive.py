@@ -24,7 +24,8 @@ With the correction ``W_2 tanh(...) + b_2`` set to zero, ``p_k = R^k p_0`` is ex
 sinusoidal table ``PE(k, 2i) = sin(k w_i)``, ``PE(k, 2i+1) = cos(k w_i)`` (a test checks it;
 the rotation keeps the norm, so the projection does nothing there). ``h`` is the Euler step
 of the learned part of the ODE (default 0.05): the correction adds up over the positions, so
-with h = 1 and ``W_2`` ~ N(0, 0.02) the table is already unrecognisable after 30 positions,
+with h = 1 and ``W_2`` ~ N(0, 0.02) the table is unrecognisable after 30 positions already
+at initialisation (|p_31 - PE(31)| = 4 = r, against 0.3 with h = 0.05, d = 32),
 and Adam's first steps on ``W_2`` scramble it further (measured: the first models trained
 with h = 1 reached 0.3-0.5 accuracy on half of the seeds where the sinusoidal one reaches
 0.99). A small h keeps training near the sinusoidal encoding and lets it move away slowly.
