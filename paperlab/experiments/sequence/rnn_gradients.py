@@ -11,8 +11,7 @@ Measurement: for random inputs x ~ N(0, 1) and a random direction v per sequence
 in float64 (the RNN's gradient underflows float32 within ~100 steps). The ratios g(50)/g(1)
 use the batch mean of the norms; the per-step decay factor rho comes from a least-squares fit
 log g(t) = a + t log(rho) to the batch mean of the rows' log norms (the typical sequence; a
-mean of norms is dominated by the slowest-decaying sequence: the first version fitted that,
-got |ln(rho_fit / rho_J)| = 0.13 on seed 1, and was replaced before any recorded run).
+mean of norms is dominated by the slowest-decaying sequence).
 Every model is drawn afresh on each of 3 seeds (``ctx.seeds(3)``); claims hold on every seed.
 
 Control (the mechanism removed): a *linear* RNN h_t = W x_t + U h_{t-1} with an orthogonal
@@ -28,9 +27,12 @@ shrink it. A cell with no recurrence (U = 0: both are exactly 0 beyond t = 0), o
 that cuts or scales the graph wrongly, fails this check even though its g(50)/g(1) is
 "small". For reference the metrics also keep one step's isotropic gain ||J_t||_F / sqrt(H)
 (about 0.49, while the product decays at 0.48-0.56 per step: the product aligns with the
-Jacobians' larger singular directions). A first version of this check compared the fit with
-that one-step gain: it missed by |ln| = 0.13 on seed 1 and was replaced by the product
-before the recorded runs; the threshold was not changed.
+Jacobians' larger singular directions). History, for the record: a first version of this
+check compared the fit (then to the log of the batch-mean norm) with that one-step gain; it
+passed the seed-100 pilot (0.04) but missed by |ln| = 0.13 on seed 1 in the first runs of
+seeds 0 and 1, because the one-step gain is not the product's decay rate. It was replaced by
+the written-out product (the quantity BPTT actually multiplies); the threshold 0.1 was not
+changed.
 
 Thresholds, fixed from a pilot on seed 100 (quick size) before the recorded runs:
 
