@@ -8,19 +8,35 @@ Solving it needs content-aware reasoning: remember a token when it is data, igno
 is blank. A time-invariant SSM applies the same convolution kernel whatever the content, so
 the variable spacing defeats it; Mamba's input-dependent delta, B and C can skip the blanks.
 
-Two models of the same architecture (``MambaLM``, equal width, depth and state size) are
-trained with the same data, optimiser and steps: Mamba (selective) and its LTI ablation
-(``selective=False``: delta, B, C learned constants, an S4D-like real diagonal SSM). The
-measure is token accuracy on the K copied tokens of a held-out set.
+Two models of the same architecture (``MambaLM``, equal width, depth and state size, so equal
+parameters up to the selection projections) are trained with the same data, optimiser and
+steps: Mamba (selective) and its LTI ablation (``selective=False``: delta, B, C learned
+constants, an S4D-like real diagonal SSM). Mamba trains until its accuracy on a validation
+split (its own generator) reaches 0.95, checked every ``eval_every`` steps, or until the step
+cap; the LTI model then trains for exactly as many steps. The measure is token accuracy on
+the K copied tokens of a held-out test set. Each of 3 seeds (``ctx.seeds(3)``) draws its own
+models, batches and sets.
 
-Claims (thresholds fixed before any run): at ``full`` size Mamba > 0.9 and LTI < 0.6 (the
-paper: S6 99.8% vs 56.4% for the same architecture with an S4 layer); at every size the
-accuracy gap Mamba - LTI exceeds 0.2.
+Claims (thresholds fixed before the recorded runs; the first two from the issue): over every
+seed, (1) Mamba solves the task, test accuracy >= 0.9 (control: chance, 1/8); (2) Mamba's
+accuracy exceeds the LTI model's by more than 0.2 (control: the LTI accuracy); at ``full``
+also (3) the LTI model fails, accuracy < 0.6 (the paper: S6 99.8% vs 56.4% for the same
+architecture with an S4 layer).
 
-Caveat: the paper's sequences are 4096 long; ours are 32 (quick) and 64 (full) so that a CPU
-can train them. At such lengths the gated LTI model (the block's silu(z) gate makes it H3-like)
-can also learn the task given enough steps, so the quick gap measures how much sooner Mamba
-learns it, and the full-size "LTI fails" claim may not hold at this scale.
+These claims FAIL at ``quick``, for two reasons measured in a pilot on seed 100 (S = 32,
+K = 4, d_model 64, batch 32, lr 1e-2, one thread):
+
+- compute: Mamba needs ~420 steps to first reach 0.9 test accuracy (0.88 at 320, 0.94 at
+  700, validation never at 0.95 by 700), i.e. ~30 s of CPU for *one* model (75 ms a step;
+  the LTI model 54 ms). Three seeds of both models to that point are ~3 minutes, six times
+  the quick budget (30 s), so ``quick`` stops at a cap of 60 steps (both models near
+  chance; LTI ahead early: 0.26 vs 0.17 at step 80 in the pilot).
+- substance: at S = 32 the gated LTI model (the block's conv and silu(z) gate make it
+  H3-like) learns the task as well, only more slowly: the gap peaks at 0.29 (step 320:
+  Mamba 0.88, LTI 0.59), but when Mamba first reaches 0.9 (step 420) the LTI is at 0.73
+  (gap 0.17), and at 700 steps it is 0.94 vs 0.83 (gap 0.11). So "Mamba >= 0.9 and gap >
+  0.2" held at no step count of the pilot at this length; it needs longer sequences (the
+  paper's are 4096), which cost more. ``full`` uses S = 64 and a cap of 3,000 steps (not yet run).
 """
 
 from __future__ import annotations
@@ -35,6 +51,8 @@ from paperlab.registry import export_experiment
 from paperlab.sequence.mamba import MambaConfig, MambaLM
 
 BLANK = 0
+STOP_AT = 0.95  # Mamba trains until its validation accuracy reaches this (or the cap)
+CAP_QUICK = 60  # what fits the quick budget (30 s on one thread) for 3 seeds x 2 models
 
 
 def selective_copying_batch(
@@ -72,8 +90,14 @@ def train(
     generator: torch.Generator,
     ctx: Context,
     label: str,
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    stop_at: float | None = None,
 ) -> dict[str, list[float]]:
-    """AdamW on fresh batches; returns the loss per step and the test accuracy over time."""
+    """AdamW on fresh batches; returns the loss per step and the test accuracy over time.
+
+    With ``val`` and ``stop_at``, training stops at the first evaluation where the accuracy
+    on ``val`` (a validation split, not the test set) reaches ``stop_at``.
+    """
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     history: dict[str, list[float]] = {"loss": [], "eval_step": [], "accuracy": []}
     for step in ctx.track(range(1, steps + 1), label=label):
@@ -88,6 +112,9 @@ def train(
         if step % eval_every == 0 or step == steps:
             history["eval_step"].append(step)
             history["accuracy"].append(accuracy(model, *test, task["n_data"]))
+            if (val is not None and stop_at is not None
+                    and accuracy(model, *val, task["n_data"]) >= stop_at):
+                break
     return history
 
 
@@ -108,96 +135,125 @@ def accuracy(model: MambaLM, inputs: torch.Tensor, targets: torch.Tensor, n_data
     tags=("sequence", "ssm", "mamba"),
 )
 def mamba_selective_copying(ctx: Context) -> Result:
-    """Train Mamba and its LTI ablation on selective copying; compare copy accuracy."""
+    """Train Mamba until it solves selective copying, its LTI ablation as long; 3 seeds."""
     task = ctx.pick(
         smoke=dict(length=16, n_data=4, symbols=8),
         quick=dict(length=32, n_data=4, symbols=8),
         full=dict(length=64, n_data=4, symbols=8),
     )
-    steps = ctx.pick(smoke=8, quick=150, full=1500)
-    batch = ctx.pick(smoke=8, quick=16, full=32)
+    cap = ctx.pick(smoke=8, quick=CAP_QUICK, full=3000)
+    batch = ctx.pick(smoke=8, quick=32, full=32)
     d_model = ctx.pick(smoke=16, quick=64, full=64)
     lr = 1e-2
     vocab = task["symbols"] + 2
-    test = selective_copying_batch(
-        ctx.pick(smoke=32, quick=256, full=1024), generator=ctx.generator(1), **task
-    )
-    eval_every = max(1, steps // ctx.pick(smoke=2, quick=5, full=15))
+    eval_every = ctx.pick(smoke=4, quick=20, full=50)
+    seeds = ctx.seeds(3)
+    n_test = ctx.pick(smoke=32, quick=256, full=1024)
+    chance = 1.0 / task["symbols"]
 
-    results: dict[str, dict] = {}
-    for name, selective in (("Mamba (selective)", True), ("LTI SSM (S4D-like)", False)):
-        config = MambaConfig(  # at these short lengths the loop trains faster on a CPU
-            d_model=d_model, n_layer=2, vocab_size=vocab, d_state=16, selective=selective,
-            scan="sequential",
-        )
-        with torch.random.fork_rng():  # the same initial draw for both models
-            torch.manual_seed(ctx.seed)
-            model = MambaLM(config)
-        start = time.perf_counter()
-        history = train(
-            model, steps=steps, batch=batch, lr=lr, task=task, test=test,
-            eval_every=eval_every, generator=ctx.generator(2), ctx=ctx, label=name,
-        )  # fmt: skip
-        results[name] = {
-            "history": history,
-            "accuracy": history["accuracy"][-1],
-            "params": sum(p.numel() for p in model.parameters()),
-            "seconds": time.perf_counter() - start,
-        }
+    results: dict[int, dict[str, dict]] = {}
+    for seed in seeds:
+        test = selective_copying_batch(
+            n_test, generator=torch.Generator().manual_seed(seed * 1_000_003 + 1), **task)
+        val = selective_copying_batch(
+            n_test, generator=torch.Generator().manual_seed(seed * 1_000_003 + 3), **task)
+        results[seed] = {}
+        steps = cap
+        for name, selective in (("Mamba (selective)", True), ("LTI SSM (S4D-like)", False)):
+            config = MambaConfig(  # at these short lengths the loop trains faster on a CPU
+                d_model=d_model, n_layer=2, vocab_size=vocab, d_state=16, selective=selective,
+                scan="sequential",
+            )
+            with torch.random.fork_rng():  # the same initial draw for both models
+                torch.manual_seed(seed)
+                model = MambaLM(config)
+            start = time.perf_counter()
+            history = train(
+                model, steps=steps, batch=batch, lr=lr, task=task, test=test,
+                eval_every=eval_every,
+                generator=torch.Generator().manual_seed(seed * 1_000_003 + 2), ctx=ctx,
+                label=f"{name}, seed {seed}", val=val if selective else None,
+                stop_at=STOP_AT if selective else None,
+            )  # fmt: skip
+            if selective:  # the LTI model gets exactly as many steps as Mamba took
+                steps = len(history["loss"])
+            results[seed][name] = {
+                "history": history,
+                "accuracy": history["accuracy"][-1],
+                "steps": len(history["loss"]),
+                "params": sum(p.numel() for p in model.parameters()),
+                "seconds": time.perf_counter() - start,
+            }
 
-    m, lti = results.values()
-    gap = m["accuracy"] - lti["accuracy"]
+    names = ("Mamba (selective)", "LTI SSM (S4D-like)")
+    acc = {n: [results[s][n]["accuracy"] for s in seeds] for n in names}
+    steps_taken = [results[s][names[0]]["steps"] for s in seeds]
+    gaps = [a - b for a, b in zip(acc[names[0]], acc[names[1]])]
     claims = [
-        Claim.check(
-            "Mamba's copy accuracy exceeds the LTI SSM's by more than 0.2", gap, ">", 0.2
-        )
+        Claim.over_seeds("Mamba solves selective copying: held-out copy accuracy >= 0.9 "
+                         f"(control: chance {chance:.3f})", acc[names[0]], ">=", 0.9,
+                         control=chance),
+        Claim.over_seeds("Mamba's copy accuracy exceeds the LTI SSM's (same architecture, "
+                         "same steps) by more than 0.2", gaps, ">", 0.2,
+                         control=acc[names[1]]),
     ]
     if ctx.size == "full":
-        claims += [
-            Claim.check("Mamba solves selective copying (accuracy > 0.9)", m["accuracy"], ">",
-                        0.9),
-            Claim.check("the LTI SSM fails (accuracy < 0.6)", lti["accuracy"], "<", 0.6),
-        ]
+        claims.append(Claim.over_seeds("the LTI SSM fails (accuracy < 0.6)", acc[names[1]],
+                                       "<", 0.6, control=chance))
 
     plt = pyplot()
     fig, (ax_loss, ax_acc, ax_bar) = plt.subplots(1, 3, figsize=(13, 3.6))
-    for name, r in results.items():
-        h = r["history"]
-        ax_loss.plot(range(1, len(h["loss"]) + 1), h["loss"], lw=1, label=name)
-        ax_acc.plot(h["eval_step"], h["accuracy"], marker="o", ms=3, label=name)
-    chance = 1.0 / task["symbols"]
+    for i, seed in enumerate(seeds):
+        for j, name in enumerate(names):
+            h = results[seed][name]["history"]
+            lab = name if i == 0 else None
+            ax_loss.plot(range(1, len(h["loss"]) + 1), h["loss"], color=f"C{j}", lw=0.7,
+                         label=lab)
+            ax_acc.plot(h["eval_step"], h["accuracy"], color=f"C{j}", marker="o", ms=2,
+                        label=lab)
     ax_loss.set(xlabel="step", ylabel="cross-entropy on copied tokens", title="training loss")
     ax_acc.axhline(chance, color="grey", ls=":", lw=0.8, label="chance")
+    ax_acc.axhline(0.9, color="black", ls="--", lw=0.8, label="solved (0.9)")
     ax_acc.set(xlabel="step", ylabel="test token accuracy", ylim=(0, 1.02),
-               title="held-out accuracy")
+               title=f"held-out accuracy, seeds {seeds}")
     ax_loss.legend(fontsize=8)
     ax_acc.legend(fontsize=8)
-    names = list(results)
-    ax_bar.bar(range(2), [results[n]["accuracy"] for n in names], color=["C0", "C1"])
-    ax_bar.set_xticks(range(2), [f"{n}\n{results[n]['params']} params" for n in names],
-                      fontsize=8)
+    w = 0.35
+    for j, name in enumerate(names):
+        ax_bar.bar([i + (j - 0.5) * w for i in range(len(seeds))], acc[name], w,
+                   color=f"C{j}", label=name)
+    ax_bar.set_xticks(range(len(seeds)),
+                      [f"seed {s}\n{n} steps" for s, n in zip(seeds, steps_taken)], fontsize=8)
     ax_bar.axhline(chance, color="grey", ls=":", lw=0.8)
     ax_bar.set(ylim=(0, 1.02), ylabel="final test token accuracy",
                title=f"selective copying: S={task['length']}, K={task['n_data']}")
+    ax_bar.legend(fontsize=7)
     ctx.savefig(fig, "selective_copying")
 
+    first = results[seeds[0]]
     return Result(
         summary=(
-            f"selective copying (S={task['length']}, K={task['n_data']}, {steps} steps): "
-            f"Mamba accuracy {m['accuracy']:.3f} vs LTI SSM {lti['accuracy']:.3f} "
-            f"(gap {gap:+.3f}; chance {chance:.3f})"
+            f"selective copying (S={task['length']}, K={task['n_data']}, seeds {seeds}, "
+            f"steps {steps_taken} of cap {cap}): Mamba accuracy "
+            f"{', '.join(f'{a:.3f}' for a in acc[names[0]])} vs LTI SSM "
+            f"{', '.join(f'{a:.3f}' for a in acc[names[1]])} (chance {chance:.3f})"
         ),
         metrics={
-            "mamba_accuracy": m["accuracy"],
-            "lti_accuracy": lti["accuracy"],
-            "accuracy_gap": gap,
-            "mamba_params": m["params"],
-            "lti_params": lti["params"],
-            "mamba_final_loss": m["history"]["loss"][-1],
-            "lti_final_loss": lti["history"]["loss"][-1],
-            "mamba_train_seconds": m["seconds"],
-            "lti_train_seconds": lti["seconds"],
-            "steps": steps,
+            "seeds": seeds,
+            "mamba_accuracy": acc[names[0]],
+            "lti_accuracy": acc[names[1]],
+            "accuracy_gap": gaps,
+            "steps_taken": steps_taken,
+            "step_cap": cap,
+            "stop_at_val_accuracy": STOP_AT,
+            "mamba_params": first[names[0]]["params"],
+            "lti_params": first[names[1]]["params"],
+            "mamba_final_loss": [results[s][names[0]]["history"]["loss"][-1] for s in seeds],
+            "lti_final_loss": [results[s][names[1]]["history"]["loss"][-1] for s in seeds],
+            "mamba_train_seconds": [results[s][names[0]]["seconds"] for s in seeds],
+            "lti_train_seconds": [results[s][names[1]]["seconds"] for s in seeds],
+            "batch": batch,
+            "d_model": d_model,
             **{f"task_{k}": v for k, v in task.items()},
         },
         claims=claims,
