@@ -67,11 +67,12 @@ Measured at quick (one thread; seeds 0-2 | seeds 1-3):
    of the pilot gave 0.072: the claim is near its bar on some seeds (a verdict that can
    change with the seed, reported as such).
 
-Cost: ~24-28 s of CPU for the training loop (``cpu_seconds``), ~30-33 s with start-up, on a
-2-core machine loaded ~7x by other jobs: above the 20 s aim and near the 30 s limit; an idle
-core should be faster, but this was not measured idle. full (not re-run for this change: 12
-models of 3000 steps, ~10 min) keeps the fixed-position model; before, on seed 0, it gave
-MSE / mean 0.70 and a probe gain of only 0.04 (0.894 vs 0.852 untrained).
+Cost: 23.7 s for the experiment (20.7 s of CPU in the training loop, ``cpu_seconds``), 26.9 s
+with start-up, measured at a load of ~2 on the 2-core machine (24-28 s of CPU in the loop
+under a load of ~7-15): under the 30 s limit, above the 20 s aim -- three seeds of a model
+that needs 1,000 steps to leave its plateau leave no room. full (not re-run for this change:
+12 models of 3000 steps, an estimated 10-15 min) keeps the fixed-position model; before, on
+seed 0, it gave MSE / mean 0.70 and a probe gain of only 0.04 (0.894 vs 0.852 untrained).
 """
 
 from __future__ import annotations
