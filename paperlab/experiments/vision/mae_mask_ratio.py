@@ -286,7 +286,7 @@ def _figure(ctx, seeds, ratios, rows, base, curves, examples, originals, probe_p
                        label="mean image" if i == 0 else None)
         top[1].scatter([COMMON], [MSE_BAR * base[s]["mean_image_mse"]], marker="_", s=300,
                        color="tab:red", label=f"claim: {MSE_BAR} x mean image" if i == 0 else None)
-    top[1].set(xlabel="training mask ratio", ylabel="test MSE on masked pixels (r=0.75 masks)",
+    top[1].set(xlabel="training mask ratio", ylabel="test MSE, masked pixels (r=0.75)",
                title="reconstruction (nearest-visible copy: "
                f"{sum(base[s]['nearest_visible_mse'] for s in seeds) / len(seeds):.3f})")
     top[1].legend(fontsize=7)
