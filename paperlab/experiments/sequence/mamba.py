@@ -36,7 +36,14 @@ K = 4, d_model 64, batch 32, lr 1e-2, one thread):
   Mamba 0.88, LTI 0.59), but when Mamba first reaches 0.9 (step 420) the LTI is at 0.73
   (gap 0.17), and at 700 steps it is 0.94 vs 0.83 (gap 0.11). So "Mamba >= 0.9 and gap >
   0.2" held at no step count of the pilot at this length; it needs longer sequences (the
-  paper's are 4096), which cost more. ``full`` uses S = 64 and a cap of 3,000 steps (not yet run).
+  paper's are 4096), which cost more.
+
+Longer sequences did not help at this scale either: a pilot at S = 64 (seed 100, same
+model and optimiser, 1,000 steps, ~4 minutes of CPU) gave Mamba 0.75 (still rising, 0.56 at
+step 800) and the LTI model 0.90: the LTI ablation learned *faster*, the opposite of the
+note's claim. Whether that is the learning rate (1e-2, not tuned per model), the model size,
+or the selective path itself is open; ``full`` (S = 64, cap 3,000 steps) has not been run
+with three seeds. Until then the claims stand as measured: failed.
 """
 
 from __future__ import annotations
