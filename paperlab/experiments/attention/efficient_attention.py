@@ -29,7 +29,7 @@ data per seed), with a control that must fail it:
 4. smooth data: local window 16 error / Linformer k=32 error > 10 -- low rank wins on smooth
    structure (control: the same ratio on local data, ~0.003);
 5, 6. for a fixed window (32) and a fixed k (64) their cost grows about linearly with n:
-   the growth exponent of the *counted* FLOPs (``FlopCounterMode``, ``_counts.py``) over the
+   the growth exponent of the *counted* FLOPs (``FlopCounterMode``, ``paperlab.flops``) over the
    three largest lengths each ran at is < 1.3 (control: full attention's, ~2);
 7. full attention's (torch's SDPA) FLOPs exponent is > 1.5 (control: local attention's, ~1).
 
@@ -51,8 +51,8 @@ import torch
 import torch.nn.functional as F
 
 from paperlab.attention import linformer_attention, local_attention
-from paperlab.experiments.attention._counts import count_flops
 from paperlab.experiments.base import Claim, Context, Result, pyplot
+from paperlab.flops import count_flops
 from paperlab.registry import export_experiment
 from paperlab.timing import growth_exponent, time_sweep
 

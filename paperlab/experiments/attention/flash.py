@@ -34,7 +34,7 @@ linear in the length by mixed chunk attention: quadratic inside chunks of C toke
      above the mean, and seed 3, the closest, is 0.07 below it). The ratio stays in the
      metrics.
 
-2. cost, counted. The FLOPs (``FlopCounterMode``, ``_counts.py``) of one FLASH layer's
+2. cost, counted. The FLOPs (``FlopCounterMode``, ``paperlab.flops``) of one FLASH layer's
    forward + backward at doubling lengths n: growth exponent over the three largest n < 1.3
    (control: softmax attention's, 1.8 at the quick lengths, where its projections still
    weigh). Counts do not depend on the seed or on the machine's
@@ -50,7 +50,6 @@ import math
 
 import torch
 
-from paperlab.experiments.attention._counts import count_flops
 from paperlab.experiments.attention._markov import (
     SUCCESSORS,
     bigram_floor,
@@ -59,6 +58,7 @@ from paperlab.experiments.attention._markov import (
     sample,
 )
 from paperlab.experiments.base import Claim, Context, Result, pyplot
+from paperlab.flops import count_flops
 from paperlab.registry import create, export_experiment
 from paperlab.sequence.lm import DecoderLM, LMConfig, lm_loss
 from paperlab.timing import growth_exponent, time_sweep

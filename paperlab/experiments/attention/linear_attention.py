@@ -4,7 +4,7 @@ Claim 1 -- cost, counted. Causal attention over n tokens (B=1, H=2 heads of D=64
 lengths: softmax attention (torch's fused SDPA, and our written-out function while its
 n x n score matrix fits) against causal linear attention (chunked form, chunk 64), which runs
 to twice the largest length softmax runs at. The cost of one forward is *counted*: the FLOPs
-of its matrix products (``FlopCounterMode``, ``_counts.py``; torch's formula for SDPA counts
+of its matrix products (``FlopCounterMode``, ``paperlab.flops``; torch's formula for SDPA counts
 a causal call as a full one) and the peak bytes of the tensors it allocates
 (``paperlab.memory.peak_bytes``). Counts do not depend on the machine's load, so no verdict
 moves when the machine is busy; wall time is still measured (interleaved medians, one
@@ -44,8 +44,8 @@ from paperlab.attention import (
     linear_attention_recurrent,
     scaled_dot_product_attention,
 )
-from paperlab.experiments.attention._counts import count_flops
 from paperlab.experiments.base import Claim, Context, Result, pyplot
+from paperlab.flops import count_flops
 from paperlab.memory import peak_bytes
 from paperlab.registry import export_experiment
 from paperlab.timing import crossover, describe_crossover, growth_exponent, time_sweep

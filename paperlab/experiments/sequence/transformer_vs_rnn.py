@@ -45,9 +45,9 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from paperlab.experiments.base import Claim, Context, Result, pyplot
+from paperlab.flops import count_flops
 from paperlab.registry import export_experiment
 from paperlab.sequence.lm import DecoderLM, LMConfig
 
@@ -102,10 +102,9 @@ def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def step_flops(model: nn.Module, forward) -> int:
     """FLOPs of one training forward + backward on a batch of BATCH sequences."""
     x, y = delayed_copy_batch(BATCH, torch.Generator().manual_seed(0))
-    with FlopCounterMode(display=False) as counter:
-        _loss(forward(x), y).backward()
+    flops, _ = count_flops(lambda: _loss(forward(x), y).backward())
     model.zero_grad(set_to_none=True)
-    return int(counter.get_total_flops())
+    return flops
 
 
 def train_to_target(

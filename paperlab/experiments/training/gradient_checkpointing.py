@@ -45,9 +45,9 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from paperlab.experiments.base import Claim, Context, Result, pyplot
+from paperlab.flops import count_flops
 from paperlab.registry import export_experiment
 from paperlab.timing import fit_power_law, interleaved_times
 from paperlab.training.checkpointing import SavedTensorMeter, checkpoint_sequential, sqrt_segments
@@ -105,9 +105,7 @@ def count_block_forwards(model: nn.Sequential, x: torch.Tensor, segments: int | 
 
 def step_flops(model: nn.Sequential, x: torch.Tensor, segments: int | None) -> int:
     """FLOPs of one forward + backward (recomputation included), by ``FlopCounterMode``."""
-    with FlopCounterMode(display=False) as counter:
-        train_step(model, x, segments)()
-    return counter.get_total_flops()
+    return count_flops(train_step(model, x, segments))[0]
 
 
 def divisors_and_sqrt(n: int) -> list[int]:
@@ -167,9 +165,7 @@ def gradient_checkpointing(ctx: Context) -> Result:
     flops_plain = step_flops(model, x, None)
     flop_ratio = step_flops(model, x, k_sqrt) / flops_plain
     flop_ratio_every = step_flops(model, x, depth) / flops_plain
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    flop_ratio_one_forward = 1 + counter.get_total_flops() / flops_plain
+    flop_ratio_one_forward = 1 + count_flops(lambda: model(x))[0] / flops_plain
     fns = {"plain": train_step(model, x, None), "forward": lambda: model(x)}
     fns.update({f"k={k}": train_step(model, x, k) for k in ks})
     min_time = ctx.pick(smoke=0.005, quick=0.02, full=0.05)

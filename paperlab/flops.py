@@ -1,8 +1,8 @@
-"""Counted cost for the attention experiments: FLOPs of a call, by ``FlopCounterMode``.
+"""Counted cost: the FLOPs of a call, by ``torch.utils.flop_counter.FlopCounterMode``.
 
-A verdict about cost must not depend on the machine's load, so the attention experiments
-count instead of timing (time stays in their figures and metrics). ``count_flops(fn)`` runs
-``fn()`` once under ``torch.utils.flop_counter.FlopCounterMode`` and returns the FLOPs of its
+A verdict about cost must not depend on the machine's load, so experiments count instead of
+timing (time stays in their figures and metrics); ``memory.peak_bytes`` counts bytes.
+``count_flops(fn)`` runs ``fn()`` once under ``FlopCounterMode`` and returns the FLOPs of its
 matrix products (2 per multiply-add; elementwise work is not counted) plus the result.
 
 torch's counter knows the CUDA kernels of ``F.scaled_dot_product_attention`` but not the CPU
