@@ -26,7 +26,7 @@ Two ways to run the recurrence, proven equal by the tests:
   at once to get each chunk's own end state, a scan over the K chunks hands the true state
   from chunk to chunk (``s_{k+1} = exp(A sum_{chunk k} delta) s_k + local_k``), and a second
   pass reruns every chunk from its start state and reads out y. 2 C + K Python steps on
-  (N, batch, K, dim) tensors instead of L, the loop's arithmetic done twice, memory
+  (batch, K, N, dim) tensors instead of L, the loop's arithmetic done twice, memory
   O(batch dim N L / C + batch dim L). Only decays exp(delta A) in (0, 1] are ever formed.
   (``selective_scan_parts.linear_recurrence_parallel`` is the textbook alternative, odd/even
   recursive doubling over t: log depth, but O(batch dim N L) memory and slower on a CPU.)
@@ -57,12 +57,14 @@ from paperlab.sequence.selective_scan_parts import (
     auto_chunk,
     by_step,
     check_scan_inputs,
+    chunk_starts,
     from_steps,
     linear_recurrence_parallel,
+    read_out,
 )
 
 METHODS = ("parallel", "sequential")
-LOG2E, LN2 = math.log2(math.e), math.log(2.0)
+LOG2E = math.log2(math.e)
 
 
 # ----------------------------------------------------------------------------- the pieces
@@ -73,18 +75,21 @@ def compute_dtype(u: torch.Tensor) -> torch.dtype:
     return torch.float64 if u.dtype == torch.float64 else torch.float32
 
 
-def softplus(x: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+def softplus(
+    x: torch.Tensor, *, inplace: bool = False, scratch: torch.Tensor | None = None
+) -> torch.Tensor:
     """log(1 + e^x) = max(x, 0) + log(1 + e^-|x|) = (x + |x|) / 2 - log(sigmoid(|x|)).
 
     Equal to ``F.softplus`` to rounding (absolute error ~ eps; sigmoid(|x|) is in [1/2, 1), so
-    nothing under- or overflows), but built from sigmoid and log2, which torch vectorises:
-    float32 ``log1p`` runs scalar on some CPU builds. (x + |x|) / 2 rather than relu keeps the
-    gradient sigmoid(x) exact at x = 0 too. ``inplace`` overwrites x (no autograd).
+    nothing under- or overflows), but built from sigmoid and log, which run several times
+    faster than float32 ``log1p`` on some CPU builds. (x + |x|) / 2 rather than relu keeps the
+    gradient sigmoid(x) exact at x = 0 too. ``inplace`` overwrites x (no autograd; relu there),
+    using ``scratch`` (like x) for its temporary if given.
     """
-    a = x.abs()
+    a = x.abs() if scratch is None or not inplace else torch.abs(x, out=scratch)
     if inplace:
-        return x.add_(a).mul_(0.5).add_(a.sigmoid_().log2_().mul_(-LN2))
-    return (x + a) * 0.5 - torch.log2(torch.sigmoid(a)) * LN2
+        return x.relu_().sub_(a.sigmoid_().log_())
+    return (x + a) * 0.5 - torch.log(torch.sigmoid(a))
 
 
 def _prepare(
@@ -212,9 +217,9 @@ def _advance(
 ) -> torch.Tensor:
     """One step in every chunk at once: h <- exp(delta_t A) h + x_t B_t (h None: zero state).
 
-    h (N, batch, K, dim); delta_j, x_j (batch, K, dim); B_j (N, batch, K, 1) or (N, 1, 1, dim);
-    log2_A (N, 1, 1, dim). With a buffer ``buf`` like h the step runs in
-    place (no autograd), else it returns a new tensor.
+    h (batch, K, N, dim); delta_j, x_j (batch, K, 1, dim); B_j (batch, K, N, 1) or (N, dim);
+    log2_A (N, dim). With a buffer ``buf`` like h the step runs in place (no autograd), else
+    it returns a new tensor.
     """
     if h is None:
         return x_j * B_j
@@ -222,21 +227,6 @@ def _advance(
         return torch.addcmul(x_j * B_j, h, torch.exp2(delta_j * log2_A))
     torch.mul(delta_j, log2_A, out=buf).exp2_()
     return h.mul_(buf).addcmul_(x_j, B_j)
-
-
-def _chunk_starts(
-    decay: torch.Tensor, local: torch.Tensor, s0: torch.Tensor | None
-) -> torch.Tensor:
-    """The state at the start of every chunk, (N, batch, K, dim), from the decay
-    exp(A * sum of delta) and the local end state of chunks 0..K-2 (both (N, batch, K-1, dim))
-    and the initial state s0 (N, batch, dim) or None (zeros): the scan over the chunks
-    ``s_{k+1} = decay_k * s_k + local_k``, a short loop on (N, batch, dim) tensors."""
-    s = torch.zeros_like(local[:, :, 0]) if s0 is None else s0
-    starts = [s]
-    for decay_k, local_k in zip(decay.unbind(2), local.unbind(2)):
-        s = torch.addcmul(local_k, decay_k, s)
-        starts.append(s)
-    return torch.stack(starts, dim=2)
 
 
 def selective_scan_chunked(
@@ -268,9 +258,13 @@ def selective_scan_chunked(
     3. output pass: the recurrence inside all chunks from their start states s_k, reading out
        ``y_t = <x_t, C_t>``; the last chunk's end state is the final state.
 
-    Each step is 4-6 operations on (N, batch, K, dim) tensors, in place when no gradient is
-    needed; memory O(batch dim N L / C + batch dim L): states only at chunk boundaries and for
-    the current step, never the (batch, dim, N, L) of all of them. exp(delta A) is computed as
+    Each step is 4 operations on (batch, K, N, dim) tensors (exponent, exp2, decay, add
+    x_t B_t), plus the read-out ``y_t = C_t h_t`` in the output pass, one (1, N) x (N, dim)
+    matrix product per chunk (``read_out``). Without autograd all of it runs in place in a few
+    buffers allocated once per call (the local states are written where the scan then runs,
+    the output takes the memory of the delta buffer): fresh memory costs a page fault per 4 kB.
+    Memory O(batch dim N L / C + batch dim L): states only at chunk boundaries and for the
+    current step, never the (batch, dim, N, L) of all of them. exp(delta A) is computed as
     exp2(delta A log2 e): torch vectorises exp2 on every CPU (float32 exp is scalar on some).
 
     Why not Mamba-2's matmul ("SSD") form: there the decay is one scalar per head and step, so
@@ -278,6 +272,9 @@ def selective_scan_chunked(
     ``(C_t . B_s) exp(segsum)[t, s]`` matmuls. Mamba-1's A is (dim, N): the intra-chunk kernel
     ``sum_n C_tn B_sn exp(A_dn (cs_t - cs_s))`` has dim N C^2 entries per chunk, each an exp,
     C times the loop's work. The two-level scan keeps the loop's one exp per state and step.
+    The local end state also has a closed form without Python steps, the stable segment sum
+    ``local_k = sum_s exp(A (cs_end - cs_s)) x_s B_s`` (exponent <= 0), but it still takes
+    one exp per state and step, and on a CPU it measured 1.6x slower than the local pass.
     """
     check_scan_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)
     if chunk_size is not None and (
@@ -291,48 +288,66 @@ def selective_scan_chunked(
     n = A.shape[1]
     chunk = min(chunk_size or auto_chunk(batch, dim, n, length), length)
     chunks = -(-length // chunk)
-    # delta, x = delta u, B and C by chunk and step, (batch, K, C, .); [:, :, j] is step j
-    deltas, xs = (by_step(t.to(dt), chunks, chunk) for t in (delta, u))
+    # delta, x = delta u, B and C by chunk and step, (batch, K, C, .); [:, :, j] is step j.
+    # Without autograd every big buffer is reused: xs is softplus's scratch before it holds u
+    # (then x, then y), and deltas' memory takes the output (fresh memory costs page faults).
+    deltas = by_step(delta.to(dt), chunks, chunk)
+    xs = torch.empty_like(deltas) if fast else None
     if delta_bias is not None:
         bias = delta_bias.to(dt)
         deltas = deltas.add_(bias) if fast else deltas + bias
     if delta_softplus:
-        deltas = softplus(deltas, inplace=fast)
+        deltas = softplus(deltas, inplace=fast, scratch=xs)
     if chunks * chunk > length:  # padded steps: delta = 0 (and u = 0) keep the state
         deltas[:, -1, length - (chunks - 1) * chunk :] = 0
+    xs = by_step(u.to(dt), chunks, chunk, out=xs)
     xs = xs.mul_(deltas) if fast else xs * deltas
-    Bs, Cs = (
-        by_step(M.to(dt), chunks, chunk).permute(2, 3, 0, 1)[..., None]  # (C, N, b, K, 1)
-        if M.dim() == 3
-        else M.to(dt).t()[None, :, None, None, :].expand(chunk, -1, -1, chunks, -1)  # (N, dim)
-        for M in (B, C)
-    )
-    log2_A = (A.to(dt) * LOG2E).t()[:, None, None, :].contiguous()  # exp(dA) = exp2(dA log2 e)
-    s0 = None if initial_state is None else initial_state.to(dt).permute(2, 0, 1)  # (N, b, dim)
-    steps = list(zip(deltas.unbind(2), xs.unbind(2), Bs.unbind(0), Cs.unbind(0)))
+    Bs, Cs = (by_step(M.to(dt), chunks, chunk) if M.dim() == 3 else M.to(dt).t() for M in (B, C))
+    log2_A = (A.to(dt) * LOG2E).t().contiguous()  # (N, dim); exp(dA) = exp2(dA log2 e)
+    s0 = None if initial_state is None else initial_state.to(dt).transpose(1, 2)  # (b, N, dim)
+
+    def steps(k: slice) -> zip:
+        """Step j of the chunks k, by unbind (C views at once): delta_t, x_t (b, k, 1, dim),
+        B_t (b, k, N, 1) selective or (N, dim) time-invariant."""
+        B_k = Bs[:, k, :, :, None].unbind(2) if B.dim() == 3 else [Bs] * chunk
+        return zip(deltas[:, k, :, None].unbind(2), xs[:, k, :, None].unbind(2), B_k)
+
+    buf = deltas.new_empty(batch, chunks, n, dim) if fast else None  # exp(delta_t A), in place
     if chunks == 1:
-        state = None if s0 is None else s0.clone(memory_format=torch.contiguous_format)[:, :, None]
+        state = None if s0 is None else s0.clone(memory_format=torch.contiguous_format)[:, None]
     else:  # 1. the local pass over chunks 0..K-2, then 2. the scan over the chunks
-        buf = deltas.new_empty(n, batch, chunks - 1, dim) if fast else None
-        local = None
-        for delta_j, x_j, B_j, _ in steps:
-            local = _advance(local, delta_j[:, :-1], x_j[:, :-1], B_j[:, :, :-1], log2_A, buf)
-        decay = torch.exp2(deltas[:, :-1].sum(2) * log2_A)  # (N, batch, K-1, dim)
-        state = _chunk_starts(decay, local, s0)
+        # without autograd local_k lives in state[:, k + 1] and the scan runs in place there
+        state = deltas.new_empty(batch, chunks, n, dim) if fast else None
+        local = None if state is None else state[:, 1:]
+        buf_local = None if buf is None else buf[:, :-1]
+        for j, (delta_j, x_j, B_j) in enumerate(steps(slice(None, -1))):
+            if j == 0:  # from the zero state
+                local = torch.mul(x_j, B_j, out=local)
+            else:
+                local = _advance(local, delta_j, x_j, B_j, log2_A, buf_local)
+        # decay_k = exp(A sum_{chunk k} delta), (batch, K-1, N, dim), into the free buffer
+        sums = deltas[:, :-1].sum(2)[:, :, None]
+        decay = torch.mul(sums, log2_A, out=buf_local)
+        decay = decay.exp2_() if fast else decay.exp2()
+        state = chunk_starts(decay, local, s0, out=state)
     # 3. the output pass from the true start states, reading out y_t = <x_t, C_t>
-    buf = deltas.new_empty(n, batch, chunks, dim) if fast else None
+    C_steps = Cs.view(batch * chunks, chunk, 1, n).unbind(1) if C.dim() == 3 else [Cs] * chunk
+    y_j = deltas.new_empty(batch, chunks, dim) if fast else None
     ys = []
-    for delta_j, x_j, B_j, C_j in steps:
+    for j, ((delta_j, x_j, B_j), C_j) in enumerate(zip(steps(slice(None)), C_steps)):
         state = _advance(state, delta_j, x_j, B_j, log2_A, buf)
         if fast:  # y_t goes where x_t was (x_t is used up)
-            torch.linalg.vecdot(state, C_j, dim=0, out=x_j)
+            xs[:, :, j].copy_(read_out(state, C_j, y_j))
         else:
-            ys.append((state * C_j).sum(0))
-    y = from_steps(xs if fast else torch.stack(ys, dim=2), length)  # (batch, dim, L)
-    out = _finish(y, u.to(dt), D, z, u.dtype, scratch=deltas if fast else None)
+            ys.append(read_out(state, C_j, None))
+    if fast:  # y (batch, dim, L) in deltas' memory; xs, read, is _finish's scratch
+        y = from_steps(xs, length, out=deltas.view(-1)[: batch * dim * length].view(u.shape))
+    else:
+        y = from_steps(torch.stack(ys, dim=2), length)
+    out = _finish(y, u.to(dt), D, z, u.dtype, scratch=xs if fast else None)
     if not return_last_state:
         return out
-    return out, state[:, :, -1].permute(1, 2, 0).contiguous()
+    return out, state[:, -1].transpose(1, 2).contiguous()
 
 
 def selective_scan_parallel(

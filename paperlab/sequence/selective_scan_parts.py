@@ -1,6 +1,7 @@
 """Pieces of the selective scan (note C3) kept out of ``selective_scan.py``: the input checks
 shared by every scan; the step-major layout of the chunked scan (``by_step``, ``from_steps``,
-``auto_chunk``); and the odd/even recursive-doubling solver of a linear recurrence (the
+``auto_chunk``), its read-out and its scan over the chunks (``read_out``, ``chunk_starts``);
+and the odd/even recursive-doubling solver of a linear recurrence (the
 classic parallel scan under ``(a1, b1) o (a2, b2) = (a1 a2, a2 b1 + b2)``; O(L) work, O(log L)
 depth), which ``selective_scan.py`` re-exports. Shapes as in ``selective_scan.py``."""
 
@@ -99,26 +100,30 @@ def linear_recurrence_parallel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor
     return x[..., :length, :]
 
 
-def by_step(t: torch.Tensor, chunks: int, chunk: int) -> torch.Tensor:
-    """(batch, c, L) -> a new (batch, K, C, c) tensor, time zero-padded to K * C steps.
+def by_step(
+    t: torch.Tensor, chunks: int, chunk: int, *, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(batch, c, L) -> a new (batch, K, C, c) tensor (or ``out``, contiguous, of that shape),
+    time zero-padded to K * C steps.
 
     ``[:, :, j]`` is step j of every chunk, (batch, K, c) with c contiguous, which broadcasts
-    against the state layout (N, batch, K, dim). One 2-d transpose (c, L) -> (L, c) per
+    against the state layout (batch, K, N, dim). One 2-d transpose (c, L) -> (L, c) per
     sequence (torch's fast copy path); no other copy."""
     b, c, length = t.shape
-    rows = (
-        t.new_zeros(b, chunks * chunk, c) if chunks * chunk > length else t.new_empty(b, length, c)
-    )
+    rows = t.new_empty(b, chunks * chunk, c) if out is None else out.view(b, chunks * chunk, c)
+    if chunks * chunk > length:
+        rows[:, length:] = 0
     for i in range(b):  # indexing, not unbind: the copies must stay visible to autograd
         rows[i, :length].copy_(t[i].t())
     return rows.view(b, chunks, chunk, c)
 
 
-def from_steps(y: torch.Tensor, length: int) -> torch.Tensor:
-    """The inverse of ``by_step``: (batch, K, C, c) -> (batch, c, L), cut to ``length``."""
+def from_steps(y: torch.Tensor, length: int, *, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The inverse of ``by_step``: (batch, K, C, c) -> (batch, c, L), cut to ``length``, in a
+    new tensor or in ``out`` (batch, c, L)."""
     b, chunks, chunk, c = y.shape
     rows = y.reshape(b, chunks * chunk, c)
-    out = y.new_empty(b, c, length)
+    out = y.new_empty(b, c, length) if out is None else out
     for i in range(b):
         out[i].copy_(rows[i, :length].t())
     return out
@@ -132,4 +137,47 @@ def auto_chunk(batch: int, dim: int, n: int, length: int) -> int:
     return max(min(16, length), -(-length // chunks))
 
 
-__all__ = ["auto_chunk", "by_step", "check_scan_inputs", "from_steps", "linear_recurrence_parallel"]
+def read_out(h: torch.Tensor, C_j: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """y_t = <h_t, C_t> over the N states: h (batch, K, N, dim) -> (batch, K, dim), with C_j
+    (batch K, 1, N) selective or (N, dim) time-invariant. Selective C is a batch of
+    (1, N) x (N, dim) matrix products (one GEMV per chunk, twice as fast as a multiply and a
+    sum); ``out`` (batch, K, dim), contiguous, takes the result."""
+    if C_j.dim() == 2:
+        return torch.linalg.vecdot(h, C_j, dim=2, out=out)
+    b, k, n, dim = h.shape
+    y = torch.bmm(C_j, h.view(b * k, n, dim), out=None if out is None else out.view(b * k, 1, dim))
+    return y.view(b, k, dim)
+
+
+def chunk_starts(
+    decay: torch.Tensor, local: torch.Tensor, s0: torch.Tensor | None, out: torch.Tensor | None
+) -> torch.Tensor:
+    """The state at the start of every chunk, (batch, K, N, dim), from the decay
+    exp(A * sum of delta) and the local end state of chunks 0..K-2 (both (batch, K-1, N, dim))
+    and the initial state s0 (batch, N, dim) or None (zeros): the scan over the chunks
+    ``s_{k+1} = decay_k * s_k + local_k``, a short loop on (batch, N, dim) tensors. With
+    ``out`` (batch, K, N, dim) the starts are written there (no autograd); local may be
+    ``out[:, 1:]`` itself, so that the scan runs in place."""
+    if out is not None:
+        starts = out.unbind(1)
+        starts[0].zero_() if s0 is None else starts[0].copy_(s0)
+        for k, (decay_k, local_k) in enumerate(zip(decay.unbind(1), local.unbind(1))):
+            torch.addcmul(local_k, decay_k, starts[k], out=starts[k + 1])
+        return out
+    s = torch.zeros_like(local[:, 0]) if s0 is None else s0
+    starts = [s]
+    for decay_k, local_k in zip(decay.unbind(1), local.unbind(1)):
+        s = torch.addcmul(local_k, decay_k, s)
+        starts.append(s)
+    return torch.stack(starts, dim=1)
+
+
+__all__ = [
+    "auto_chunk",
+    "by_step",
+    "check_scan_inputs",
+    "chunk_starts",
+    "from_steps",
+    "linear_recurrence_parallel",
+    "read_out",
+]

@@ -3,7 +3,8 @@ of the recurrence for every chunk size (dividing L or not), with an initial stat
 state, in float64 (1e-12) and float32 (1e-5); gradients equal (gradcheck and against the loop);
 the in-place no-grad path equals the autograd path and never writes into its inputs; memory
 stays far below the (batch, dim, N, L) of all the states; the vectorised softplus equals
-``F.softplus``."""
+``F.softplus``; the chunked scan's pieces (read-out, scan over the chunks, step layout) equal
+their plain forms, in place or not."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from paperlab.sequence.selective_scan import (
     selective_scan_sequential,
     softplus,
 )
+from paperlab.sequence.selective_scan_parts import by_step, chunk_starts, from_steps, read_out
 
 
 def _double(args, ex):
@@ -142,7 +144,7 @@ def test_no_grad_in_place_path_equals_autograd_path_and_keeps_inputs():
 
 
 def test_memory_stays_below_the_per_step_states():
-    """No-grad peak memory ~ a few (batch, dim, L) inputs plus a few (N, batch, K, dim) chunk
+    """No-grad peak memory ~ a few (batch, dim, L) inputs plus a few (batch, K, N, dim) chunk
     states, far below the (batch, dim, N, L) of all states that an unchunked scan keeps."""
     b, d, n, length = 1, 16, 32, 2048
     g = torch.Generator().manual_seed(16)
@@ -178,6 +180,53 @@ def test_softplus_matches_torch_and_its_gradient_is_sigmoid():
         ref = F.softplus(x.to(dtype)).double()
         assert_close(softplus(x.to(dtype)), ref, atol=atol, rtol=1e-6, what=str(dtype))
         assert_close(softplus(x.to(dtype).clone(), inplace=True), ref, atol=atol, rtol=1e-6)
+        scratch = torch.full_like(x, float("nan"), dtype=dtype)
+        assert_close(softplus(x.to(dtype).clone(), inplace=True, scratch=scratch), ref,
+                     atol=atol, rtol=1e-6)  # fmt: skip
     leaf = x.clone().requires_grad_()
     softplus(leaf).sum().backward()
     assert_close(leaf.grad, torch.sigmoid(x), atol=1e-15, rtol=1e-12)
+
+
+def test_read_out_is_the_sum_over_the_states():
+    g = torch.Generator().manual_seed(21)
+    b, k, n, d = 2, 3, 4, 5
+    h = torch.randn(b, k, n, d, generator=g, dtype=torch.float64)
+    C_sel = torch.randn(b, k, n, generator=g, dtype=torch.float64)
+    C_lti = torch.randn(n, d, generator=g, dtype=torch.float64)
+    ref_sel, ref_lti = (h * C_sel[..., None]).sum(2), (h * C_lti).sum(2)
+    assert_close(read_out(h, C_sel.view(b * k, 1, n), None), ref_sel, atol=1e-14, rtol=1e-14)
+    assert_close(read_out(h, C_lti, None), ref_lti, atol=1e-14, rtol=1e-14)
+    out = torch.empty(b, k, d, dtype=torch.float64)
+    assert read_out(h, C_sel.view(b * k, 1, n), out).data_ptr() == out.data_ptr()
+    assert_close(out, ref_sel, atol=1e-14, rtol=1e-14)
+
+
+def test_chunk_starts_in_place_equals_the_loop():
+    g = torch.Generator().manual_seed(22)
+    b, k, n, d = 2, 5, 3, 4
+    decay = torch.rand(b, k - 1, n, d, generator=g, dtype=torch.float64)
+    local = torch.randn(b, k - 1, n, d, generator=g, dtype=torch.float64)
+    for s0 in (None, torch.randn(b, n, d, generator=g, dtype=torch.float64)):
+        s, ref = torch.zeros(b, n, d, dtype=torch.float64) if s0 is None else s0, []
+        for i in range(k):
+            ref.append(s)
+            s = decay[:, i] * s + local[:, i] if i < k - 1 else s
+        ref = torch.stack(ref, dim=1)
+        assert_close(chunk_starts(decay, local, s0, None), ref, atol=1e-14, rtol=1e-14)
+        out = torch.full((b, k, n, d), float("nan"), dtype=torch.float64)
+        out[:, 1:] = local  # the local states where the scan then runs, as the scan keeps them
+        assert_close(chunk_starts(decay, out[:, 1:], s0, out), ref, atol=1e-14, rtol=1e-14)
+
+
+def test_by_step_and_from_steps_round_trip_into_given_buffers():
+    g = torch.Generator().manual_seed(23)
+    t = torch.randn(2, 3, 10, generator=g)
+    rows = by_step(t, 4, 3)  # K = 4 chunks of C = 3: two padded steps
+    assert rows.shape == (2, 4, 3, 3)
+    assert torch.equal(rows.view(2, 12, 3)[:, 10:], torch.zeros(2, 2, 3))
+    into = torch.full((2, 4, 3, 3), float("nan"))
+    assert torch.equal(by_step(t, 4, 3, out=into), rows) and torch.equal(into, rows)
+    assert torch.equal(from_steps(rows, 10), t)
+    back = torch.empty(2, 3, 10)
+    assert from_steps(rows, 10, out=back) is back and torch.equal(back, t)
