@@ -333,11 +333,11 @@ def selective_scan_chunked(
     # 3. the output pass from the true start states, reading out y_t = <x_t, C_t>
     C_steps = Cs.view(batch * chunks, chunk, 1, n).unbind(1) if C.dim() == 3 else [Cs] * chunk
     y_j = deltas.new_empty(batch, chunks, dim) if fast else None
-    ys = []
+    ys = xs.unbind(2) if fast else []  # fast: y_t goes where x_t was (x_t is used up)
     for j, ((delta_j, x_j, B_j), C_j) in enumerate(zip(steps(slice(None)), C_steps)):
         state = _advance(state, delta_j, x_j, B_j, log2_A, buf)
-        if fast:  # y_t goes where x_t was (x_t is used up)
-            xs[:, :, j].copy_(read_out(state, C_j, y_j))
+        if fast:
+            ys[j].copy_(read_out(state, C_j, y_j))
         else:
             ys.append(read_out(state, C_j, None))
     if fast:  # y (batch, dim, L) in deltas' memory; xs, read, is _finish's scratch
