@@ -1,0 +1,3 @@
+"""Benchmarks of evaluation protocols (notes H1-H2): per-frame mAP, CircularEval and the MMBench
+format.
+"""

@@ -1,0 +1,3 @@
+"""Benchmarks of video understanding (note H1): online action detection (OadTR) and its feature
+streams.
+"""

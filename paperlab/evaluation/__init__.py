@@ -1,0 +1,2 @@
+"""Evaluation protocols (notes H1-H2): per-frame mAP, CircularEval and the MMBench format.
+"""

@@ -1,0 +1,3 @@
+"""Experiments for face recognition (notes E1-E3): detection, alignment, margin-softmax losses,
+Partial FC, verification.
+"""
