@@ -45,7 +45,7 @@ __all__ = ["expected_code_length", "huffman_tree"]
 
 
 class _Node:
-    """A heap item ordered by ``count`` only (as gensim's ``Heapitem``), so ties keep heapq's order."""
+    """A heap item ordered by ``count`` only (as gensim's ``Heapitem``): heapq's tie order."""
 
     __slots__ = ("count", "index", "left", "right")
 
@@ -58,7 +58,8 @@ class _Node:
 
 def _check_counts(counts: Sequence[float]) -> list[float]:
     if isinstance(counts, (str, bytes)) or not hasattr(counts, "__len__"):
-        raise ArgumentTypeError(f"counts must be a sequence of numbers, got {type(counts).__name__}")
+        got = type(counts).__name__
+        raise ArgumentTypeError(f"counts must be a sequence of numbers, got {got}")
     values = list(counts)
     for i, c in enumerate(values):
         if isinstance(c, bool) or not isinstance(c, (int, float)) and not hasattr(c, "__float__"):
