@@ -2,5 +2,24 @@
 """
 
 from paperlab.evaluation.circular import circular_eval, extract_choice
+from paperlab.evaluation.mmbench import (
+    caption_answerer,
+    itm_answerer,
+    read_mmbench,
+    shapes_questions,
+    similarity_answerer,
+    write_mmbench,
+    write_shapes_benchmark,
+)
 
-__all__ = ["circular_eval", "extract_choice"]
+__all__ = [
+    "caption_answerer",
+    "circular_eval",
+    "extract_choice",
+    "itm_answerer",
+    "read_mmbench",
+    "shapes_questions",
+    "similarity_answerer",
+    "write_mmbench",
+    "write_shapes_benchmark",
+]
