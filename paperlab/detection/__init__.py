@@ -1,3 +1,35 @@
 """Detection (notes F1-F4): boxes and NMS (``boxes.py``), RoI pooling and align (``roi.py``),
 deformable convolution (``deform_conv.py``), mAP (``map.py``, ``coco.py``).
 """
+
+from paperlab.detection.boxes import (
+    BalancedPositiveNegativeSampler,
+    BoxCoder,
+    Matcher,
+    batched_nms,
+    box_area,
+    box_convert,
+    box_iou,
+    clip_boxes_to_image,
+    complete_box_iou,
+    distance_box_iou,
+    generalized_box_iou,
+    nms,
+    remove_small_boxes,
+)
+
+__all__ = [
+    "BalancedPositiveNegativeSampler",
+    "BoxCoder",
+    "Matcher",
+    "batched_nms",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "clip_boxes_to_image",
+    "complete_box_iou",
+    "distance_box_iou",
+    "generalized_box_iou",
+    "nms",
+    "remove_small_boxes",
+]
