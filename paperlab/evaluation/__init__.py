@@ -2,6 +2,7 @@
 """
 
 from paperlab.evaluation.circular import circular_eval, extract_choice
+from paperlab.evaluation.frame_map import per_frame_map
 from paperlab.evaluation.mmbench import (
     caption_answerer,
     itm_answerer,
@@ -17,6 +18,7 @@ __all__ = [
     "circular_eval",
     "extract_choice",
     "itm_answerer",
+    "per_frame_map",
     "read_mmbench",
     "shapes_questions",
     "similarity_answerer",
