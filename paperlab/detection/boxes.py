@@ -26,8 +26,8 @@ block (one IoU matrix, kept x block). Inside the block, the greedy rule is the t
 iterating ``keep <- alive & ~(over^T keep)`` from ``keep = alive`` fixes one more leading
 position per step and stops at that solution (Cluster-NMS, Zheng et al. 2020), usually after a
 handful of steps. IoU is computed with the very float operations of torchvision's kernel
-(``inter / (area_i + area_j - inter)`` in the boxes' dtype, compared in float64), so the kept
-indices are exactly torchvision's.
+(``inter / (area_i + area_j - inter)`` in the boxes' dtype, and ``> threshold`` with the
+threshold's float64 meaning), so the kept indices are exactly torchvision's.
 
 Shapes: boxes ``(..., N, 4)``; pairwise functions return ``(..., N, M)``; ``nms`` takes
 ``(N, 4)`` and ``(N,)`` and returns int64 indices sorted by decreasing score.
@@ -211,20 +211,42 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
 
 def _pair_iou(a: Tensor, area_a: Tensor, b: Tensor, area_b: Tensor) -> Tensor:
     """IoU ``(len(a), len(b))`` with torchvision's float operations, in the boxes' dtype."""
-    w = (torch.min(a[:, None, 2], b[None, :, 2]) - torch.max(a[:, None, 0], b[None, :, 0]))
-    h = (torch.min(a[:, None, 3], b[None, :, 3]) - torch.max(a[:, None, 1], b[None, :, 1]))
-    inter = w.clamp_(min=0) * h.clamp_(min=0)
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
+    ax1, ay1, ax2, ay2 = a.t().contiguous()
+    bx1, by1, bx2, by2 = b.t().contiguous()
+    w = torch.minimum(ax2[:, None], bx2[None, :])
+    w -= torch.maximum(ax1[:, None], bx1[None, :])
+    h = torch.minimum(ay2[:, None], by2[None, :])
+    h -= torch.maximum(ay1[:, None], by1[None, :])
+    inter = w.clamp_(min=0).mul_(h.clamp_(min=0))
+    union = area_a[:, None] + area_b[None, :]
+    return inter.div_(union.sub_(inter))
+
+
+def _threshold(iou_threshold: float, dtype: torch.dtype) -> Tensor:
+    """The largest ``dtype`` number ``u <= iou_threshold``: ``x > u`` iff ``x > iou_threshold``
+    for every ``x`` of that dtype, so the comparison runs in the boxes' dtype yet means the
+    float64 comparison of torchvision's kernel."""
+    u = torch.tensor(iou_threshold, dtype=dtype)
+    if float(u) > iou_threshold:
+        u = torch.nextafter(u, torch.tensor(-math.inf, dtype=dtype))
+    return u
 
 
 def _greedy_block(over: Tensor, alive: Tensor) -> Tensor:
-    """Solve ``keep[i] = alive[i] & ~any_k<i(keep[k] & over[k, i])`` (``over`` strictly upper)."""
-    over = over & alive[:, None]
-    overf = over.to(torch.float32)
+    """Solve ``keep[i] = alive[i] & ~any_k<i(keep[k] & over[k, i])``.
+
+    ``over`` is the block's ``IoU > threshold`` matrix; only its pairs ``k < i`` between alive
+    boxes matter, kept as an edge list. Iterating from ``keep = alive`` fixes at least one more
+    leading position per step; a step that changes nothing has reached the unique solution.
+    """
+    k, i = torch.nonzero(over, as_tuple=True)
+    useful = (k < i) & alive[k] & alive[i]
+    k, i = k[useful], i[useful]
     keep = alive
     while True:
-        # suppressed[i] = any kept k with over[k, i]; a float mat-vec counts them exactly
-        new = alive & ((keep.to(torch.float32) @ overf) == 0)
+        suppressed = torch.zeros_like(alive)
+        suppressed[i[keep[k]]] = True
+        new = alive & ~suppressed
         if torch.equal(new, keep):
             return keep
         keep = new
@@ -234,6 +256,7 @@ def _nms_sorted(boxes: Tensor, iou_threshold: float, labels: Tensor | None, bloc
     """Keep mask of the greedy NMS over ``boxes`` already sorted by decreasing score."""
     n = boxes.shape[0]
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    thr = _threshold(iou_threshold, boxes.dtype)
     keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     kept_idx = torch.empty(0, dtype=torch.long, device=boxes.device)
     for start in range(0, n, block):
@@ -241,11 +264,11 @@ def _nms_sorted(boxes: Tensor, iou_threshold: float, labels: Tensor | None, bloc
         b, a = boxes[start:stop], area[start:stop]
         alive = torch.ones(stop - start, dtype=torch.bool, device=boxes.device)
         if kept_idx.numel():
-            over = _pair_iou(boxes[kept_idx], area[kept_idx], b, a).double() > iou_threshold
+            over = _pair_iou(boxes[kept_idx], area[kept_idx], b, a) > thr
             if labels is not None:
                 over &= labels[kept_idx][:, None] == labels[None, start:stop]
             alive = ~over.any(0)
-        over = (_pair_iou(b, a, b, a).double() > iou_threshold).triu_(1)
+        over = _pair_iou(b, a, b, a) > thr
         if labels is not None:
             lab = labels[start:stop]
             over &= lab[:, None] == lab[None, :]
@@ -264,7 +287,7 @@ def _check_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> None:
         raise ArgumentTypeError(f"iou_threshold must be a float, got {iou_threshold!r}")
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, block: int = 512) -> Tensor:
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, block: int = 128) -> Tensor:
     """Greedy non-maximum suppression; int64 indices of the kept boxes by decreasing score.
 
     A box is dropped when its IoU with a higher-scoring kept box is ``> iou_threshold``
@@ -299,7 +322,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
         return nms(boxes + offsets[:, None], scores, iou_threshold)
     order = torch.sort(scores, descending=True, stable=True).indices
-    keep = _nms_sorted(_upcast(boxes)[order], float(iou_threshold), idxs[order], 512)
+    keep = _nms_sorted(_upcast(boxes)[order], float(iou_threshold), idxs[order], 128)
     kept = torch.sort(order[keep]).values  # then by score with torch's default sort, as
     return kept[scores[kept].sort(descending=True)[1]]  # torchvision does (ties: its order)
 

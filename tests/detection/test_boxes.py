@@ -248,3 +248,14 @@ def test_bad_arguments_are_named():
         B.nms(torch.zeros(3, 4), torch.zeros(2), 0.5)
     with pytest.raises(ShapeError, match="idxs"):
         B.batched_nms(torch.zeros(3, 4), torch.zeros(3), torch.zeros(2), 0.5)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(0.0, 1.0))
+def test_threshold_in_box_dtype_means_the_float64_comparison(t):
+    u = B._threshold(t, torch.float32)
+    near = torch.tensor(t, dtype=torch.float32)
+    up = torch.nextafter(near, torch.tensor(2.0))
+    down = torch.nextafter(near, torch.tensor(-1.0))
+    for x in (near, up, down, torch.nextafter(up, torch.tensor(2.0))):
+        assert bool(x > u) == (float(x) > t)
