@@ -12,6 +12,15 @@ from paperlab.face.margin import (
     SphereFaceLoss,
     margin_logits,
 )
+from paperlab.face.verification import (
+    VerificationResult,
+    lfw_protocol,
+    pair_distances,
+    roc_auc,
+    roc_curve,
+    tar_at_far,
+    verify_pairs,
+)
 
 __all__ = [
     "ArcFaceLoss",
@@ -22,4 +31,11 @@ __all__ = [
     "SoftmaxLoss",
     "SphereFaceLoss",
     "margin_logits",
+    "VerificationResult",
+    "lfw_protocol",
+    "pair_distances",
+    "roc_auc",
+    "roc_curve",
+    "tar_at_far",
+    "verify_pairs",
 ]
