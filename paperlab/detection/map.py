@@ -1,0 +1,436 @@
+"""Mean average precision (note F4): PASCAL VOC's two AP definitions and COCO's AP@[.5:.95].
+
+The idea
+--------
+A detector outputs scored boxes. Sorted by score, each detection is a true positive (it
+matches a ground-truth object not matched before, at IoU above a threshold) or a false
+positive. After the first n detections, recall = TP_n / #objects and precision = TP_n / n;
+average precision (AP) summarises the precision-recall curve of one class in one number,
+and mAP is its mean over classes. The definitions differ in how they read the curve:
+
+- VOC2007, 11-point: ``AP = 1/11 sum_{t in 0, .1, ..., 1} max_{r >= t} p(r)``;
+- VOC2010+, all-point: the exact area under the monotone envelope ``p_env(r) = max_{r' >= r}
+  p(r')``: ``AP = sum_i (r_{i+1} - r_i) p_env(r_{i+1})`` over the recall steps;
+- COCO: the envelope read at 101 recall points 0, .01, ..., 1 (the first detection whose recall
+  reaches each point; 0 past the last recall), averaged over 10 IoU thresholds .5:.05:.95,
+  over classes, per area range (small < 32^2 <= medium <= 96^2 < large, by the annotation's
+  ``area`` field, bounds inclusive) and per limit on detections per image (1, 10, 100).
+
+Matching. VOC (the devkit's ``VOCevaldet`` / py-faster-rcnn's ``voc_eval``): detections in
+score order; each is tried against the ground truth of its image and class with the largest
+IoU only; IoU > threshold (strictly) and that object unmatched: TP; matched already: FP;
+"difficult": neither; IoU below: FP. Boxes are pixel-inclusive (``+1`` in widths) as in the
+devkit unless ``pixel_inclusive=False``. COCO (``pycocotools.cocoeval.COCOeval``): per image
+and class, detections in score order (stable) each take the unmatched object of largest IoU >=
+threshold (ties: the later one), preferring regular objects over ignored ones; ignored are
+crowd regions (IoU = intersection / detection area; they absorb any number of detections) and
+objects outside the area range. A detection matched to an ignored object, or unmatched and
+outside the area range, counts neither way. Images without ground truth still count their
+detections as false positives; a class without ground truth is -1 and left out of the means.
+
+Paper/code: Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge", IJCV 2010;
+Lin et al., "Microsoft COCO", ECCV 2014; pycocotools' ``cocoeval.py`` (whose every rule this
+file follows; ``coco_evaluate`` equals it to ~1e-16, see tests/detection/test_map.py).
+
+Vectorised: the IoUs of every (detection, object) pair of the same image and class in one call;
+matching over all 4 area ranges x 10 IoU thresholds at once, one step per rank of detection
+within its image and class (only detections with an IoU >= .5 candidate take part); the
+accumulation over all classes at once by segmented cumulative sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paperlab.detection.coco import COCODetections, COCOGroundTruth, load_detections
+from paperlab.detection.coco import load_ground_truth
+from paperlab.errors import ArgumentError, ShapeError
+from paperlab.registry import export_metric
+
+# COCOeval's Params.setDetParams, written the same way (linspace: arange drifts).
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+MAX_DETS = (1, 10, 100)
+AREA_RANGES = ((0.0**2, 1e5**2), (0.0**2, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2))
+AREA_NAMES = ("all", "small", "medium", "large")
+STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
+              "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
+
+
+# ----------------------------------------------------------------------------- VOC
+def voc_ap(recall: Any, precision: Any, use_07_metric: bool = False) -> float:
+    """AP of one class from its PR curve (recall, precision: (n,) in detection order).
+
+    ``use_07_metric``: VOC2007's 11-point average of max precision at recall >= t, t = 0, .1,
+    ..., 1 (the devkit's ``0:0.1:1``); otherwise VOC2010+'s area under the monotone envelope.
+    """
+    rec = np.asarray(recall, dtype=np.float64)
+    prec = np.asarray(precision, dtype=np.float64)
+    if rec.ndim != 1 or rec.shape != prec.shape:
+        raise ShapeError(f"recall and precision must be 1-D of one length, got "
+                         f"{rec.shape} and {prec.shape}")
+    if not (np.isfinite(rec).all() and np.isfinite(prec).all()):
+        raise ArgumentError("recall and precision must be finite")
+    if use_07_metric:
+        points = np.arange(0.0, 1.1, 0.1)  # the devkit's thresholds, 0.30000000000000004 included
+        reach = rec[None, :] >= points[:, None]
+        best = np.where(reach, prec[None, :], -np.inf).max(axis=1, initial=-np.inf)
+        return float(np.where(np.isfinite(best), best, 0.0).sum() / 11.0)
+    mrec = np.concatenate(([0.0], rec, [1.0]))
+    mpre = np.concatenate(([0.0], prec, [0.0]))
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    i = np.flatnonzero(mrec[1:] != mrec[:-1])
+    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+
+
+@dataclass
+class VOCResult:
+    """Per-class AP (NaN for a class without non-difficult ground truth), their mean over
+    the other classes, and each class's PR curve (recall, precision in detection order)."""
+
+    map: float
+    ap: dict[int, float]
+    curves: dict[int, tuple[np.ndarray, np.ndarray]] = field(repr=False)
+
+
+def _as_array(x: Any, shape_tail: tuple[int, ...], name: str, dtype: Any) -> np.ndarray:
+    arr = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=dtype)
+    if arr.size == 0:
+        arr = arr.reshape((0, *shape_tail))
+    if arr.ndim != 1 + len(shape_tail) or arr.shape[1:] != shape_tail:
+        raise ShapeError(f"{name} must have shape (n, {', '.join(map(str, shape_tail))})"
+                         f"[:1+{len(shape_tail)}], got {arr.shape}")
+    return arr
+
+
+def _voc_iou(det: np.ndarray, gt: np.ndarray, plus: float) -> np.ndarray:
+    """(D, 4) x (G, 4) xyxy -> (D, G), py-faster-rcnn's ``voc_eval`` arithmetic."""
+    iw = np.maximum(np.minimum(det[:, None, 2], gt[None, :, 2])
+                    - np.maximum(det[:, None, 0], gt[None, :, 0]) + plus, 0.0)
+    ih = np.maximum(np.minimum(det[:, None, 3], gt[None, :, 3])
+                    - np.maximum(det[:, None, 1], gt[None, :, 1]) + plus, 0.0)
+    inter = iw * ih
+    union = ((det[:, None, 2] - det[:, None, 0] + plus) * (det[:, None, 3] - det[:, None, 1] + plus)
+             + (gt[None, :, 2] - gt[None, :, 0] + plus) * (gt[None, :, 3] - gt[None, :, 1] + plus)
+             - inter)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def voc_evaluate(
+    ground_truth: Sequence[Mapping[str, Any]],
+    detections: Sequence[Mapping[str, Any]],
+    *,
+    iou_threshold: float = 0.5,
+    use_07_metric: bool = False,
+    pixel_inclusive: bool = True,
+) -> VOCResult:
+    """PASCAL VOC mAP with the devkit's matching rule (see the module docstring).
+
+    ``ground_truth[i]``: image i's ``{"boxes": (G, 4) xyxy, "labels": (G,), "difficult":
+    (G,) bool, optional}``; ``detections[i]``: ``{"boxes": (D, 4), "scores": (D,), "labels":
+    (D,)}`` (torchmetrics' layout; numpy arrays, lists or CPU tensors). Detections are ranked
+    by score over all images with a stable sort (ties: image order, then input order, like
+    MATLAB's ``sort`` in the devkit; py-faster-rcnn's quicksort leaves ties unordered).
+    """
+    if len(ground_truth) != len(detections):
+        raise ShapeError(f"ground_truth and detections must list the same images, got "
+                         f"{len(ground_truth)} and {len(detections)}")
+    gb, gl, gd, gi, db, ds, dl, di = [], [], [], [], [], [], [], []
+    for i, (g, d) in enumerate(zip(ground_truth, detections)):
+        for key, m, nm in (("boxes", g, "ground_truth"), ("labels", g, "ground_truth"),
+                           ("boxes", d, "detections"), ("scores", d, "detections"),
+                           ("labels", d, "detections")):
+            if key not in m:
+                raise ArgumentError(f"{nm}[{i}] is missing {key!r}")
+        boxes = _as_array(g["boxes"], (4,), f"ground_truth[{i}]['boxes']", np.float64)
+        labels = _as_array(g["labels"], (), f"ground_truth[{i}]['labels']", np.int64)
+        diff = g.get("difficult", np.zeros(len(boxes), bool))
+        diff = _as_array(diff, (), f"ground_truth[{i}]['difficult']", bool)
+        dboxes = _as_array(d["boxes"], (4,), f"detections[{i}]['boxes']", np.float64)
+        scores = _as_array(d["scores"], (), f"detections[{i}]['scores']", np.float64)
+        dlabels = _as_array(d["labels"], (), f"detections[{i}]['labels']", np.int64)
+        if not len(boxes) == len(labels) == len(diff):
+            raise ShapeError(f"ground_truth[{i}]: boxes, labels and difficult differ in length")
+        if not len(dboxes) == len(scores) == len(dlabels):
+            raise ShapeError(f"detections[{i}]: boxes, scores and labels differ in length")
+        gb.append(boxes), gl.append(labels), gd.append(diff), gi.append(np.full(len(boxes), i))
+        db.append(dboxes), ds.append(scores), dl.append(dlabels), di.append(np.full(len(scores), i))
+    cat = (lambda xs, tail=(): np.concatenate(xs) if xs else np.zeros((0, *tail)))
+    gb, gl, gd, gi = cat(gb, (4,)), cat(gl).astype(np.int64), cat(gd).astype(bool), cat(gi)
+    db, ds, dl, di = cat(db, (4,)), cat(ds), cat(dl).astype(np.int64), cat(di)
+    plus = 1.0 if pixel_inclusive else 0.0
+    ap: dict[int, float] = {}
+    curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for label in np.union1d(gl, dl).tolist():
+        gsel = np.flatnonzero(gl == label)
+        npos = int((~gd[gsel]).sum())
+        dsel = np.flatnonzero(dl == label)
+        dsel = dsel[np.argsort(-ds[dsel], kind="stable")]
+        iou = _voc_iou(db[dsel], gb[gsel], plus)
+        iou = np.where(di[dsel][:, None] == gi[gsel][None, :], iou, -np.inf)  # same image only
+        if len(gsel):
+            jmax = iou.argmax(axis=1)
+            ovmax = iou[np.arange(len(dsel)), jmax]
+        else:
+            jmax, ovmax = np.zeros(len(dsel), np.int64), np.full(len(dsel), -np.inf)
+        hit = ovmax > iou_threshold
+        difficult = hit & gd[gsel][jmax] if len(gsel) else hit & False
+        first = np.zeros(len(dsel), bool)  # the first detection to hit each object
+        cand = np.flatnonzero(hit & ~difficult)
+        _, first_pos = np.unique(jmax[cand], return_index=True)
+        first[cand[first_pos]] = True
+        tp = np.cumsum(first).astype(np.float64)
+        fp = np.cumsum(~hit | (hit & ~difficult & ~first)).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rec = tp / npos
+        prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+        curves[label] = (rec, prec)
+        ap[label] = voc_ap(rec, prec, use_07_metric) if npos > 0 else float("nan")
+    valid = [v for v in ap.values() if not np.isnan(v)]
+    return VOCResult(float(np.mean(valid)) if valid else float("nan"), ap, curves)
+
+
+# ----------------------------------------------------------------------------- COCO
+@dataclass
+class COCOResult:
+    """COCOeval's output. ``stats`` (12,): AP, AP50, AP75, AP small/medium/large, AR@1/10/100,
+    AR small/medium/large (``STAT_NAMES``), -1 where nothing was measurable; ``precision``
+    (T=10, R=101, K, A=4, M=3) and ``recall`` (T, K, A, M), -1 for a class without ground
+    truth in that area range; ``per_category``: category id -> AP@[.5:.95] (area all, 100
+    detections), -1 without ground truth."""
+
+    stats: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    per_category: dict[int, float]
+    category_ids: np.ndarray
+    iou_thresholds: np.ndarray = field(default_factory=lambda: IOU_THRESHOLDS.copy())
+    recall_thresholds: np.ndarray = field(default_factory=lambda: RECALL_THRESHOLDS.copy())
+
+    def as_dict(self) -> dict[str, float]:
+        """The 12 numbers by name."""
+        return {n: float(v) for n, v in zip(STAT_NAMES, self.stats)}
+
+
+def coco_box_iou(detections: Any, ground_truth: Any, iscrowd: Any) -> np.ndarray:
+    """COCO's box IoU, (D, 4) x (G, 4) ``[x, y, w, h]`` -> (D, G) float64: for a crowd region
+    (``iscrowd[g]``) the union is the detection's area alone (the part of the detection that
+    lies in the crowd). Not ``boxes.box_iou``: this rule is COCO's own."""
+    d = _as_array(detections, (4,), "detections", np.float64)
+    g = _as_array(ground_truth, (4,), "ground_truth", np.float64)
+    crowd = _as_array(iscrowd, (), "iscrowd", bool)
+    if len(crowd) != len(g):
+        raise ShapeError(f"iscrowd must have one flag per ground truth box ({len(g)}), got "
+                         f"{len(crowd)}")
+    dd, gg = np.broadcast_arrays(d[:, None, :], g[None, :, :])
+    return _paired_iou(dd.reshape(-1, 4), gg.reshape(-1, 4),
+                       np.broadcast_to(crowd, dd.shape[:2]).reshape(-1)).reshape(len(d), len(g))
+
+
+def _paired_iou(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """IoU of pairs ``d[i], g[i]`` with maskApi.c's ``bbIou`` arithmetic (float64)."""
+    w = np.minimum(d[:, 2] + d[:, 0], g[:, 2] + g[:, 0]) - np.maximum(d[:, 0], g[:, 0])
+    h = np.minimum(d[:, 3] + d[:, 1], g[:, 3] + g[:, 1]) - np.maximum(d[:, 1], g[:, 1])
+    inter = w * h
+    da = d[:, 2] * d[:, 3]
+    union = np.where(crowd, da, da + g[:, 2] * g[:, 3] - inter)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((w > 0) & (h > 0), inter / union, 0.0)
+
+
+@export_metric("coco-map", note="F4", reference="pycocotools COCOeval")
+def coco_evaluate(
+    ground_truth: str | Path | Mapping[str, Any] | COCOGroundTruth,
+    detections: str | Path | Sequence[Mapping[str, Any]] | COCODetections,
+    iou_type: str = "bbox",
+) -> COCOResult:
+    """COCO box AP/AR, equal to ``pycocotools.cocoeval.COCOeval(gt, dt, "bbox")``'s
+    ``evaluate(); accumulate(); summarize()`` (see the module docstring for the rules).
+
+    ``ground_truth``: a COCO JSON file's path or its dict; ``detections``: a results file's
+    path or its list (``coco.py`` validates both). Only ``iou_type="bbox"`` is implemented.
+    """
+    if iou_type != "bbox":
+        raise ArgumentError(f"iou_type must be 'bbox' (segm and keypoints are not "
+                            f"implemented), got {iou_type!r}")
+    gt = load_ground_truth(ground_truth)
+    dt = load_detections(detections, gt)
+    return _evaluate(gt, dt)
+
+
+def _evaluate(gt: COCOGroundTruth, dt: COCODetections) -> COCOResult:
+    n_cat = len(gt.category_ids)
+    T, R, A, M = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(AREA_RANGES), len(MAX_DETS)
+    lo = np.array([a[0] for a in AREA_RANGES])
+    hi = np.array([a[1] for a in AREA_RANGES])
+    # ground truth grouped by (image, category), file order inside a group
+    g_key = gt.image * n_cat + gt.category
+    g_ord = np.argsort(g_key, kind="stable")
+    g_key = g_key[g_ord]
+    g_box, g_crowd = gt.boxes[g_ord], gt.iscrowd[g_ord]
+    g_ign = g_crowd[None, :] | (gt.area[g_ord][None, :] < lo[:, None]) | (
+        gt.area[g_ord][None, :] > hi[:, None])  # (A, G)
+    g_id_ok = gt.ids[g_ord] != 0  # pycocotools stores the matched id, 0 meaning "none"
+    # detections grouped likewise, by score (stable) inside a group, the best 100 kept
+    d_key = dt.image * n_cat + dt.category
+    d_ord = np.lexsort((-dt.scores, d_key))
+    d_key = d_key[d_ord]
+    first = np.searchsorted(d_key, d_key, side="left")
+    rank = np.arange(len(d_key)) - first
+    keep = rank < MAX_DETS[-1]
+    d_ord, d_key, rank = d_ord[keep], d_key[keep], rank[keep]
+    d_box = dt.boxes[d_ord]
+    d_area = d_box[:, 2] * d_box[:, 3]
+    tp_ok, dt_ign = _match(d_key, rank, d_box, g_key, g_box, g_crowd, g_ign, g_id_ok)
+    d_out = (d_area[None, :] < lo[:, None]) | (d_area[None, :] > hi[:, None])  # (A, D)
+    dt_ign |= ~tp_ok & d_out[:, None, :]
+    tps = tp_ok & ~dt_ign  # (A, T, D)
+    fps = ~tp_ok & ~dt_ign
+    # accumulate: per category, detections of all images by score (stable: image, then rank)
+    d_cat, d_img = dt.category[d_ord], dt.image[d_ord]
+    order = np.lexsort((d_ord, d_img, -dt.scores[d_ord], d_cat))
+    npig = np.stack([np.bincount(gt.category[g_ord], weights=~g_ign[a], minlength=n_cat)
+                     for a in range(A)])  # (A, K): objects that count
+    precision = -np.ones((T, R, n_cat, A, M))
+    recall = -np.ones((T, n_cat, A, M))
+    for m, max_det in enumerate(MAX_DETS):
+        sel = order[rank[order] < max_det]
+        q, rc_last = _accumulate(tps[:, :, sel], fps[:, :, sel], d_cat[sel], npig, n_cat)
+        has = (npig > 0).T  # (K, A)
+        precision[..., m] = np.where(has[None, None], q.transpose(1, 3, 2, 0), -1.0)
+        recall[..., m] = np.where(has[None], rc_last.transpose(1, 2, 0), -1.0)
+    stats = _summarize(precision, recall)
+    per_category = {}
+    for k, cid in enumerate(gt.category_ids.tolist()):
+        s = precision[:, :, k, 0, -1]
+        per_category[cid] = float(np.mean(s[s > -1])) if (s > -1).any() else -1.0
+    return COCOResult(stats, precision, recall, per_category, gt.category_ids.copy())
+
+
+def _match(d_key, rank, d_box, g_key, g_box, g_crowd, g_ign, g_id_ok):
+    """COCO's greedy matching for every (area range, IoU threshold) at once.
+
+    Returns ``tp_ok`` (A, T, D): matched to an object whose id is not 0, and ``dt_ign`` (A, T,
+    D): matched to an ignored object. Detections (grouped by key, rank = order inside the
+    group) take part only if some object of their group has IoU >= .5 with them; the others
+    match nothing at any threshold. Step s handles the s-th such detection of every group.
+    """
+    A, T, D = g_ign.shape[0], len(IOU_THRESHOLDS), len(d_key)
+    thr = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
+    tp_ok = np.zeros((A, T, D), bool)
+    dt_ign = np.zeros((A, T, D), bool)
+    if D == 0 or len(g_key) == 0:
+        return tp_ok, dt_ign
+    # every (detection, object) pair of the same group: one IoU call
+    start = np.searchsorted(g_key, d_key, side="left")
+    count = np.searchsorted(g_key, d_key, side="right") - start
+    pair_d = np.repeat(np.arange(D), count)
+    offset = np.arange(len(pair_d)) - np.repeat(np.cumsum(count) - count, count)
+    pair_g = np.repeat(start, count) + offset
+    iou = _paired_iou(d_box[pair_d], g_box[pair_g], g_crowd[pair_g])
+    cand = iou >= thr[0]
+    pair_d, pair_g, iou = pair_d[cand], pair_g[cand], iou[cand]
+    if len(pair_d) == 0:
+        return tp_ok, dt_ign
+    # candidate lists (one row per live detection, objects in group order, padded)
+    live, n_c = np.unique(pair_d, return_counts=True)
+    row = np.searchsorted(live, pair_d)
+    col = np.arange(len(pair_d)) - np.repeat(np.cumsum(n_c) - n_c, n_c)
+    C, G = int(n_c.max()), len(g_key)
+    c_g = np.full((len(live), C), G)  # G: a padding object that never matches (IoU -1)
+    c_iou = np.full((len(live), C), -1.0)
+    c_g[row, col], c_iou[row, col] = pair_g, iou
+    # step of each live detection: its position among its group's live detections
+    lkey = d_key[live]
+    step = np.arange(len(live)) - np.searchsorted(lkey, lkey, side="left")
+    by_step = np.argsort(step, kind="stable")
+    bounds = np.searchsorted(step[by_step], np.arange(int(step.max()) + 2))
+    regular = np.concatenate([~g_ign, np.zeros((A, 1), bool)], axis=1)  # (A, G + 1)
+    crowd = np.append(g_crowd, False)
+    id_ok = np.append(g_id_ok, False)
+    taken = np.zeros((A, T, G + 1), bool)
+    a_ix, t_ix = np.arange(A)[:, None, None], np.arange(T)[None, :, None]
+    for s in range(len(bounds) - 1):
+        rows = by_step[bounds[s]:bounds[s + 1]]
+        cg, ci = c_g[rows], c_iou[rows]  # (n, C)
+        n = len(rows)
+        ge = ci[None, None] >= thr[None, :, None, None]  # (1, T, n, C)
+        free = ~taken[:, :, cg] | crowd[cg][None, None]  # (A, T, n, C)
+        reg = regular[:, cg][:, None]  # (A, 1, n, C)
+        ok = ge & free
+        use = np.where((ok & reg).any(-1, keepdims=True), ok & reg, ok & ~reg)
+        val = np.where(use, ci[None, None], -1.0)
+        j = C - 1 - np.argmax(val[..., ::-1], axis=-1)  # the last best (A, T, n)
+        found = use.any(-1)
+        g_sel = cg[np.arange(n)[None, None], j]
+        taken[np.broadcast_to(a_ix, found.shape)[found],
+              np.broadcast_to(t_ix, found.shape)[found], g_sel[found]] = True
+        d_idx = live[rows]
+        tp_ok[:, :, d_idx] = found & id_ok[g_sel]
+        dt_ign[:, :, d_idx] = found & ~np.take_along_axis(regular, g_sel.reshape(A, -1),
+                                                          axis=1).reshape(found.shape)
+    return tp_ok, dt_ign
+
+
+def _accumulate(tps, fps, cat, npig, n_cat):
+    """Precision at the 101 recall points (A, T, K, R) and the final recall (A, T, K) of
+    every category at once; ``tps``/``fps`` (A, T, n) in accumulation order, sorted by
+    category (``cat`` (n,))."""
+    A, T, n = tps.shape
+    R = len(RECALL_THRESHOLDS)
+    counts = np.bincount(cat, minlength=n_cat)
+    seg_start = np.cumsum(counts) - counts
+    seg_end = seg_start + counts
+    q = np.zeros((A, T, n_cat, R))
+    rc_last = np.zeros((A, T, n_cat))
+    if n == 0:
+        return q, rc_last
+    tp_c = np.cumsum(tps, axis=-1, dtype=np.int64)
+    fp_c = np.cumsum(fps, axis=-1, dtype=np.int64)
+    base_idx = np.repeat(seg_start, counts) - 1  # cumulative count before each segment
+    pad = lambda c: np.concatenate([np.zeros((A, T, 1), np.int64), c], axis=-1)  # noqa: E731
+    tp = (tp_c - pad(tp_c)[..., base_idx + 1]).astype(np.float64)
+    fp = (fp_c - pad(fp_c)[..., base_idx + 1]).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rc = tp / npig[:, None, cat]
+    pr = tp / (fp + tp + np.spacing(1))
+    nonempty = counts > 0
+    rc_last[..., nonempty] = rc[..., seg_end[nonempty] - 1]
+    # inds[r] = #{j in segment : rc_j < R_r} (np.searchsorted(rc, R, "left") per segment)
+    s = np.searchsorted(RECALL_THRESHOLDS, np.nan_to_num(rc, nan=0.0, posinf=2.0), side="right")
+    flat = ((np.arange(A * T).reshape(A, T, 1) * n_cat + cat) * (R + 1) + s).ravel()
+    hist = np.bincount(flat, minlength=A * T * n_cat * (R + 1)).reshape(A, T, n_cat, R + 1)
+    inds = np.cumsum(hist, axis=-1)[..., :R]
+    # the envelope max(pr[p:end]) at p = start + inds: maxima of the pieces between
+    # consecutive sample points, then a suffix maximum over the 101 points
+    p = seg_start[:, None] + inds  # (A, T, K, R), within the row
+    starts = (np.arange(A * T).reshape(A, T, 1, 1) * n + p).ravel()
+    ends = np.append(starts[1:], A * T * n)
+    piece = np.maximum.reduceat(np.append(pr.ravel(), 0.0), starts)
+    piece = np.where(starts < ends, piece, 0.0).reshape(A, T, n_cat, R)
+    env = np.maximum.accumulate(piece[..., ::-1], axis=-1)[..., ::-1]
+    q = np.where(inds < counts[:, None], env, 0.0)
+    return q, rc_last
+
+
+def _summarize(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    """COCOeval.summarize's 12 numbers: means over the entries > -1, else -1."""
+
+    def mean(s: np.ndarray) -> float:
+        return float(np.mean(s[s > -1])) if (s > -1).any() else -1.0
+
+    t50 = np.where(IOU_THRESHOLDS == 0.5)[0]
+    t75 = np.where(IOU_THRESHOLDS == 0.75)[0]
+    m100 = MAX_DETS.index(100)
+    out = [mean(precision[:, :, :, 0, m100]), mean(precision[t50][:, :, :, 0, m100]),
+           mean(precision[t75][:, :, :, 0, m100])]
+    out += [mean(precision[:, :, :, a, m100]) for a in (1, 2, 3)]
+    out += [mean(recall[:, :, 0, m]) for m in range(len(MAX_DETS))]
+    out += [mean(recall[:, :, a, m100]) for a in (1, 2, 3)]
+    return np.array(out)
