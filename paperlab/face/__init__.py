@@ -2,6 +2,7 @@
 verification.
 """
 
+from paperlab.face.align import ARCFACE_TEMPLATE, align_face, similarity_transform
 from paperlab.face.margin import (
     ArcFaceLoss,
     CombinedMarginLoss,
@@ -23,6 +24,9 @@ from paperlab.face.verification import (
 )
 
 __all__ = [
+    "ARCFACE_TEMPLATE",
+    "align_face",
+    "similarity_transform",
     "ArcFaceLoss",
     "CombinedMarginLoss",
     "CosFaceLoss",
