@@ -17,19 +17,35 @@ from paperlab.detection.boxes import (
     nms,
     remove_small_boxes,
 )
+from paperlab.detection.roi import (
+    MultiScaleRoIAlign,
+    RoIAlign,
+    RoIPool,
+    boxes_to_rois,
+    fpn_levels,
+    roi_align,
+    roi_pool,
+)
 
 __all__ = [
     "BalancedPositiveNegativeSampler",
     "BoxCoder",
     "Matcher",
+    "MultiScaleRoIAlign",
+    "RoIAlign",
+    "RoIPool",
     "batched_nms",
     "box_area",
     "box_convert",
     "box_iou",
+    "boxes_to_rois",
     "clip_boxes_to_image",
     "complete_box_iou",
     "distance_box_iou",
+    "fpn_levels",
     "generalized_box_iou",
     "nms",
     "remove_small_boxes",
+    "roi_align",
+    "roi_pool",
 ]
