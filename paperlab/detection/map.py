@@ -47,8 +47,12 @@ from typing import Any
 
 import numpy as np
 
-from paperlab.detection.coco import COCODetections, COCOGroundTruth, load_detections
-from paperlab.detection.coco import load_ground_truth
+from paperlab.detection.coco import (
+    COCODetections,
+    COCOGroundTruth,
+    load_detections,
+    load_ground_truth,
+)
 from paperlab.errors import ArgumentError, ShapeError
 from paperlab.registry import export_metric
 
@@ -109,17 +113,38 @@ def _as_array(x: Any, shape_tail: tuple[int, ...], name: str, dtype: Any) -> np.
 
 
 def _voc_iou(det: np.ndarray, gt: np.ndarray, plus: float) -> np.ndarray:
-    """(D, 4) x (G, 4) xyxy -> (D, G), py-faster-rcnn's ``voc_eval`` arithmetic."""
-    iw = np.maximum(np.minimum(det[:, None, 2], gt[None, :, 2])
-                    - np.maximum(det[:, None, 0], gt[None, :, 0]) + plus, 0.0)
-    ih = np.maximum(np.minimum(det[:, None, 3], gt[None, :, 3])
-                    - np.maximum(det[:, None, 1], gt[None, :, 1]) + plus, 0.0)
+    """IoU of pairs ``det[i], gt[i]`` (xyxy), py-faster-rcnn's ``voc_eval`` arithmetic
+    (``plus`` = 1: pixel-inclusive widths)."""
+    iw = np.maximum(np.minimum(det[:, 2], gt[:, 2]) - np.maximum(det[:, 0], gt[:, 0]) + plus, 0.0)
+    ih = np.maximum(np.minimum(det[:, 3], gt[:, 3]) - np.maximum(det[:, 1], gt[:, 1]) + plus, 0.0)
     inter = iw * ih
-    union = ((det[:, None, 2] - det[:, None, 0] + plus) * (det[:, None, 3] - det[:, None, 1] + plus)
-             + (gt[None, :, 2] - gt[None, :, 0] + plus) * (gt[None, :, 3] - gt[None, :, 1] + plus)
-             - inter)
+    union = ((det[:, 2] - det[:, 0] + plus) * (det[:, 3] - det[:, 1] + plus)
+             + (gt[:, 2] - gt[:, 0] + plus) * (gt[:, 3] - gt[:, 1] + plus) - inter)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / union, 0.0)
+
+
+def _voc_stack(images: Sequence[Mapping[str, Any]], name: str, keys: tuple[str, str],
+               optional: str | None = None) -> list[np.ndarray]:
+    """Concatenate per-image ``boxes`` (n, 4) and the (n,) fields ``keys`` (and ``optional``,
+    zeros where absent), plus each row's image index."""
+    fields = (*keys, optional) if optional else keys
+    parts: list[list[np.ndarray]] = [[] for _ in range(len(fields) + 2)]
+    for i, m in enumerate(images):
+        for key in ("boxes", *keys):
+            if key not in m:
+                raise ArgumentError(f"{name}[{i}] is missing {key!r}")
+        boxes = _as_array(m["boxes"], (4,), f"{name}[{i}]['boxes']", np.float64)
+        cols = [_as_array(m.get(k, np.zeros(len(boxes))), (), f"{name}[{i}][{k!r}]",
+                          np.float64) for k in fields]
+        if any(len(c) != len(boxes) for c in cols):
+            raise ShapeError(f"{name}[{i}]: boxes, {', '.join(fields)} differ in length "
+                             f"({len(boxes)}, {', '.join(str(len(c)) for c in cols)})")
+        for part, x in zip(parts, (boxes, *cols, np.full(len(boxes), i))):
+            part.append(x)
+    if not parts[0]:
+        return [np.zeros((0, 4))] + [np.zeros(0) for _ in range(len(fields) + 1)]
+    return [np.concatenate(p) for p in parts]
 
 
 def voc_evaluate(
@@ -136,57 +161,51 @@ def voc_evaluate(
     (G,) bool, optional}``; ``detections[i]``: ``{"boxes": (D, 4), "scores": (D,), "labels":
     (D,)}`` (torchmetrics' layout; numpy arrays, lists or CPU tensors). Detections are ranked
     by score over all images with a stable sort (ties: image order, then input order, like
-    MATLAB's ``sort`` in the devkit; py-faster-rcnn's quicksort leaves ties unordered).
+    MATLAB's ``sort`` in the devkit; py-faster-rcnn's quicksort leaves ties unordered). IoUs
+    are computed only between boxes of the same image and class.
     """
     if len(ground_truth) != len(detections):
         raise ShapeError(f"ground_truth and detections must list the same images, got "
                          f"{len(ground_truth)} and {len(detections)}")
-    gb, gl, gd, gi, db, ds, dl, di = [], [], [], [], [], [], [], []
-    for i, (g, d) in enumerate(zip(ground_truth, detections)):
-        for key, m, nm in (("boxes", g, "ground_truth"), ("labels", g, "ground_truth"),
-                           ("boxes", d, "detections"), ("scores", d, "detections"),
-                           ("labels", d, "detections")):
-            if key not in m:
-                raise ArgumentError(f"{nm}[{i}] is missing {key!r}")
-        boxes = _as_array(g["boxes"], (4,), f"ground_truth[{i}]['boxes']", np.float64)
-        labels = _as_array(g["labels"], (), f"ground_truth[{i}]['labels']", np.int64)
-        diff = g.get("difficult", np.zeros(len(boxes), bool))
-        diff = _as_array(diff, (), f"ground_truth[{i}]['difficult']", bool)
-        dboxes = _as_array(d["boxes"], (4,), f"detections[{i}]['boxes']", np.float64)
-        scores = _as_array(d["scores"], (), f"detections[{i}]['scores']", np.float64)
-        dlabels = _as_array(d["labels"], (), f"detections[{i}]['labels']", np.int64)
-        if not len(boxes) == len(labels) == len(diff):
-            raise ShapeError(f"ground_truth[{i}]: boxes, labels and difficult differ in length")
-        if not len(dboxes) == len(scores) == len(dlabels):
-            raise ShapeError(f"detections[{i}]: boxes, scores and labels differ in length")
-        gb.append(boxes), gl.append(labels), gd.append(diff), gi.append(np.full(len(boxes), i))
-        db.append(dboxes), ds.append(scores), dl.append(dlabels), di.append(np.full(len(scores), i))
-    cat = (lambda xs, tail=(): np.concatenate(xs) if xs else np.zeros((0, *tail)))
-    gb, gl, gd, gi = cat(gb, (4,)), cat(gl).astype(np.int64), cat(gd).astype(bool), cat(gi)
-    db, ds, dl, di = cat(db, (4,)), cat(ds), cat(dl).astype(np.int64), cat(di)
+    gb, gl, gd, gi = _voc_stack(ground_truth, "ground_truth", ("labels",), "difficult")
+    db, dl, ds, di = _voc_stack(detections, "detections", ("labels", "scores"))
+    gl, gd, dl = gl.astype(np.int64), gd.astype(bool), dl.astype(np.int64)
+    labels = np.union1d(gl, dl)
+    n_img = len(ground_truth)
+    g_key = np.searchsorted(labels, gl) * n_img + gi.astype(np.int64)
+    g_ord = np.argsort(g_key, kind="stable")
+    g_key, gb, gd, gl = g_key[g_ord], gb[g_ord], gd[g_ord], gl[g_ord]
+    d_ord = np.lexsort((-ds, dl))  # by class, then score (stable)
+    db, dl, di = db[d_ord], dl[d_ord], di[d_ord].astype(np.int64)
+    d_key = np.searchsorted(labels, dl) * n_img + di
+    # every (detection, object) pair of the same image and class
+    start = np.searchsorted(g_key, d_key, side="left")
+    count = np.searchsorted(g_key, d_key, side="right") - start
+    pair_d = np.repeat(np.arange(len(d_key)), count)
+    pair_g = np.repeat(start, count) + np.arange(len(pair_d)) - np.repeat(
+        np.cumsum(count) - count, count)
     plus = 1.0 if pixel_inclusive else 0.0
+    iou = _voc_iou(db[pair_d], gb[pair_g], plus)
+    # each detection's best object: the largest IoU, the first such (np.argmax)
+    ovmax = np.full(len(d_key), -np.inf)
+    np.maximum.at(ovmax, pair_d, iou)
+    jmax = np.full(len(d_key), len(g_key))
+    best = iou == ovmax[pair_d]
+    np.minimum.at(jmax, pair_d[best], pair_g[best])
+    hit = ovmax > iou_threshold
+    difficult = hit & np.append(gd, False)[jmax]
+    first = np.zeros(len(d_key), bool)  # the first detection (by score) to hit each object
+    cand = np.flatnonzero(hit & ~difficult)
+    _, first_pos = np.unique(jmax[cand], return_index=True)
+    first[cand[first_pos]] = True
+    false_pos = ~hit | (hit & ~difficult & ~first)
     ap: dict[int, float] = {}
     curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for label in np.union1d(gl, dl).tolist():
-        gsel = np.flatnonzero(gl == label)
-        npos = int((~gd[gsel]).sum())
-        dsel = np.flatnonzero(dl == label)
-        dsel = dsel[np.argsort(-ds[dsel], kind="stable")]
-        iou = _voc_iou(db[dsel], gb[gsel], plus)
-        iou = np.where(di[dsel][:, None] == gi[gsel][None, :], iou, -np.inf)  # same image only
-        if len(gsel):
-            jmax = iou.argmax(axis=1)
-            ovmax = iou[np.arange(len(dsel)), jmax]
-        else:
-            jmax, ovmax = np.zeros(len(dsel), np.int64), np.full(len(dsel), -np.inf)
-        hit = ovmax > iou_threshold
-        difficult = hit & gd[gsel][jmax] if len(gsel) else hit & False
-        first = np.zeros(len(dsel), bool)  # the first detection to hit each object
-        cand = np.flatnonzero(hit & ~difficult)
-        _, first_pos = np.unique(jmax[cand], return_index=True)
-        first[cand[first_pos]] = True
-        tp = np.cumsum(first).astype(np.float64)
-        fp = np.cumsum(~hit | (hit & ~difficult & ~first)).astype(np.float64)
+    for label in labels.tolist():
+        npos = int((~gd[gl == label]).sum())
+        sel = dl == label
+        tp = np.cumsum(first[sel]).astype(np.float64)
+        fp = np.cumsum(false_pos[sel]).astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             rec = tp / npos
         prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
@@ -391,20 +410,15 @@ def _accumulate(tps, fps, cat, npig, n_cat):
     rc_last = np.zeros((A, T, n_cat))
     if n == 0:
         return q, rc_last
-    tp_c = np.cumsum(tps, axis=-1, dtype=np.int64)
-    fp_c = np.cumsum(fps, axis=-1, dtype=np.int64)
-    base_idx = np.repeat(seg_start, counts) - 1  # cumulative count before each segment
-    pad = lambda c: np.concatenate([np.zeros((A, T, 1), np.int64), c], axis=-1)  # noqa: E731
-    tp = (tp_c - pad(tp_c)[..., base_idx + 1]).astype(np.float64)
-    fp = (fp_c - pad(fp_c)[..., base_idx + 1]).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rc = tp / npig[:, None, cat]
+    before = np.repeat(seg_start, counts)  # where each detection's segment starts
+    tp, fp = (_segment_cumsum(x, before) for x in (tps, fps))
+    rc = tp / np.where(npig > 0, npig, np.inf)[:, None, cat]
     pr = tp / (fp + tp + np.spacing(1))
     nonempty = counts > 0
     rc_last[..., nonempty] = rc[..., seg_end[nonempty] - 1]
-    # inds[r] = #{j in segment : rc_j < R_r} (np.searchsorted(rc, R, "left") per segment)
-    s = np.searchsorted(RECALL_THRESHOLDS, np.nan_to_num(rc, nan=0.0, posinf=2.0), side="right")
-    flat = ((np.arange(A * T).reshape(A, T, 1) * n_cat + cat) * (R + 1) + s).ravel()
+    # inds[r] = #{j in segment : rc_j < R_r} (np.searchsorted(rc, R, "left") per segment),
+    # from s_j = #{r : R_r <= rc_j}: inds[r] = #{j : s_j <= r}
+    flat = ((np.arange(A * T).reshape(A, T, 1) * n_cat + cat) * (R + 1) + _count_le(rc)).ravel()
     hist = np.bincount(flat, minlength=A * T * n_cat * (R + 1)).reshape(A, T, n_cat, R + 1)
     inds = np.cumsum(hist, axis=-1)[..., :R]
     # the envelope max(pr[p:end]) at p = start + inds: maxima of the pieces between
@@ -412,11 +426,32 @@ def _accumulate(tps, fps, cat, npig, n_cat):
     p = seg_start[:, None] + inds  # (A, T, K, R), within the row
     starts = (np.arange(A * T).reshape(A, T, 1, 1) * n + p).ravel()
     ends = np.append(starts[1:], A * T * n)
-    piece = np.maximum.reduceat(np.append(pr.ravel(), 0.0), starts)
+    padded = np.zeros(pr.size + 1)  # one past the end, so every start is a valid index
+    padded[:-1] = pr.ravel()
+    piece = np.maximum.reduceat(padded, starts)
     piece = np.where(starts < ends, piece, 0.0).reshape(A, T, n_cat, R)
     env = np.maximum.accumulate(piece[..., ::-1], axis=-1)[..., ::-1]
     q = np.where(inds < counts[:, None], env, 0.0)
     return q, rc_last
+
+
+def _segment_cumsum(x: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """Cumulative count of ``x`` (A, T, n) bool along n, restarting where each segment
+    starts (``before[j]``: the start of j's segment), as float64 (exact integers)."""
+    c = np.zeros((*x.shape[:-1], x.shape[-1] + 1), np.int32)
+    np.cumsum(x, axis=-1, dtype=np.int32, out=c[..., 1:])  # int32: several times faster
+    return (c[..., 1:] - c[..., before]).astype(np.float64)
+
+
+_R_PAST = np.append(RECALL_THRESHOLDS, np.inf)
+
+
+def _count_le(rc: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(RECALL_THRESHOLDS, rc, side="right")`` (the number of recall points
+    <= rc) by arithmetic, exact: R_r = r / 100 to within an ulp, so floor(100 rc) is off by
+    at most one, which two comparisons with the table fix."""
+    s0 = np.clip(np.floor(rc * 100.0), 0, 100).astype(np.int64)
+    return s0 + (_R_PAST[s0] <= rc) + (_R_PAST[s0 + 1] <= rc)
 
 
 def _summarize(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
