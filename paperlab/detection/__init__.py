@@ -17,6 +17,7 @@ from paperlab.detection.boxes import (
     nms,
     remove_small_boxes,
 )
+from paperlab.detection.deform_conv import DeformConv2d, ModulatedDeformConv2d, deform_conv2d
 from paperlab.detection.roi import (
     MultiScaleRoIAlign,
     RoIAlign,
@@ -30,7 +31,9 @@ from paperlab.detection.roi import (
 __all__ = [
     "BalancedPositiveNegativeSampler",
     "BoxCoder",
+    "DeformConv2d",
     "Matcher",
+    "ModulatedDeformConv2d",
     "MultiScaleRoIAlign",
     "RoIAlign",
     "RoIPool",
@@ -41,6 +44,7 @@ __all__ = [
     "boxes_to_rois",
     "clip_boxes_to_image",
     "complete_box_iou",
+    "deform_conv2d",
     "distance_box_iou",
     "fpn_levels",
     "generalized_box_iou",
