@@ -68,11 +68,13 @@ def nade_logits(
     """NADE logits for all i at once: x (B, D), W (H, D), c (H,), V (D, H), b (D,) -> (B, D).
 
     a_i = c + sum_{j<i} W[:, j] x_j is the exclusive cumulative sum over j of W[:, j] x_j;
-    l_i = b_i + V_i . sigmoid(a_i).
+    l_i = b_i + V_i . sigmoid(a_i). The sum runs over the leading dim of a (D, B, H) layout,
+    where each step adds one contiguous (B, H) slab.
     """
-    contrib = x.unsqueeze(-1) * weight.t()  # (B, D, H): W[:, j] x_j
-    a = hidden_bias + torch.cumsum(contrib, dim=1) - contrib  # exclusive: j < i
-    return torch.einsum("bdh,dh->bd", torch.sigmoid(a), out_weight) + out_bias
+    contrib = x.t().unsqueeze(-1) * weight.t().unsqueeze(1)  # (D, B, H): W[:, j] x_j
+    a = torch.cumsum(contrib, dim=0) - contrib + hidden_bias  # exclusive: j < i
+    h = torch.sigmoid(a)  # (D, B, H), the D hidden states of every vector
+    return torch.bmm(h, out_weight.unsqueeze(-1)).squeeze(-1).t() + out_bias
 
 
 def check_binary(x: torch.Tensor, dim: int, name: str = "x") -> None:

@@ -162,6 +162,7 @@ def test_logit_i_ignores_x_i_and_later():
 
 
 def test_training_lowers_nll():
+    torch.manual_seed(1)  # the initialisations
     x = torch.zeros(64, 6)
     x[::2, :3] = 1.0
     for model in (FVSBN(6), NADE(6, 4), MADE(6, 16, 1)):
