@@ -92,6 +92,19 @@ def voc_ap(recall: Any, precision: Any, use_07_metric: bool = False) -> float:
     return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
 
 
+def coco_ap(recall: Any, precision: Any) -> float:
+    """COCO's 101-point AP of one PR curve (recall, precision: (n,) in detection order): the
+    mean over r = 0, .01, ..., 1 of the envelope max_{i >= i_r} p_i at the first detection
+    i_r whose recall reaches r (0 where the recall never does), as ``COCOeval.accumulate``."""
+    rec = np.asarray(recall, dtype=np.float64)
+    prec = np.asarray(precision, dtype=np.float64)
+    if rec.ndim != 1 or rec.shape != prec.shape:
+        raise ShapeError(f"recall and precision must be 1-D of one length, got "
+                         f"{rec.shape} and {prec.shape}")
+    env = np.append(np.maximum.accumulate(prec[::-1])[::-1], 0.0)
+    return float(np.mean(env[np.searchsorted(rec, RECALL_THRESHOLDS, side="left")]))
+
+
 @dataclass
 class VOCResult:
     """Per-class AP (NaN for a class without non-difficult ground truth), their mean over
