@@ -1,4 +1,4 @@
-"""The ``paperlab`` command: list, run, report, bench, tour.
+"""The ``paperlab`` command: list, run, report, bench, train, tour, evidence.
 
 Every error a user can cause (unknown name, bad size, unwritable folder) prints one line on
 stderr and exits with status 2; no traceback.
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from paperlab import registry
-from paperlab.errors import PaperlabError
+from paperlab.errors import ArgumentError, PaperlabError
 
 EXIT_USAGE = 2
 
@@ -102,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", help="torch device (default cpu)")
     s.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default runs/)")
     s.add_argument("--site", type=Path, default=Path("site"), help="site folder (default site/)")
+    s.add_argument("--no-parity", action="store_true",
+                   help="do not run the parity tests of the notes covered (they run when the "
+                        "test extras and tests/ are installed)")
+
+    s = sub.add_parser("evidence", help="per note: implementation, parity, benchmark, experiment")
+    s.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default runs/)")
+    s.add_argument("--parity", type=Path, help="parity reports folder (default RUNS/parity/)")
+    s.add_argument("--bench", type=Path, help="benchmark results folder (default RUNS/bench/)")
+    s.add_argument("--family", help="only the notes of this family")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
 
@@ -259,7 +269,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from paperlab.benchmarks.base import BenchContext, benchmark_names, run_benchmark
-    from paperlab.errors import ArgumentError
     from paperlab.experiments.runner import ensure_writable
 
     if args.repeats < 1:
@@ -344,9 +353,72 @@ def cmd_tour(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     records = _run_many(names, args, runs)
     _, _, crashed = _summarise(records, console)
+    if not args.no_parity:
+        _tour_parity(names, runs, console)
+    from paperlab.evidence import evidence_table, family_summary
+
+    console.print(_family_table(family_summary(evidence_table(runs))))
     index = build_site(runs, args.site)
     console.print(f"report site: {index}  ({time.perf_counter() - t0:.0f} s in all)")
     return 1 if crashed else 0
+
+
+def _tour_parity(names: list[str], runs: Path, console: Any) -> None:
+    """Run the parity tests of the notes the tour covered, when pytest and tests/ are here."""
+    from paperlab.evidence import run_parity_tests
+    from paperlab.notes import note_ids
+
+    notes = sorted({n for name in names
+                    for n in note_ids(registry.get("experiment", name).meta.get("note"))})
+    if not notes:
+        return
+    with console.status(f"parity tests of notes {', '.join(notes)} ..."):
+        path, why = run_parity_tests(notes, runs / "parity")
+    console.print(f"parity report: {path}" if path else f"parity tests not run: {why}")
+
+
+def _family_table(families: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    from paperlab.evidence import COLUMNS
+
+    table = Table(title="evidence per family (proven / partial / missing notes)")
+    table.add_column("family")
+    table.add_column("notes", justify="right")
+    for col in COLUMNS:
+        table.add_column(col, justify="right")
+    for fam in families:
+        table.add_row(fam["family"], str(fam["notes"]), *(
+            f"[green]{fam[c]['proven']}[/] / [yellow]{fam[c]['partial']}[/] / "
+            f"[red]{fam[c]['missing']}[/]" for c in COLUMNS))
+    return table
+
+
+def cmd_evidence(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from paperlab.evidence import COLUMNS, evidence_table, to_json
+
+    rows = evidence_table(args.runs, parity=args.parity, bench=args.bench)
+    if args.family:
+        families = sorted({r.note.family for r in rows})
+        if args.family not in families:
+            raise ArgumentError(
+                f"unknown family {args.family!r}; families: {', '.join(families)}")
+        rows = [r for r in rows if r.note.family == args.family]
+    if args.json:
+        print(to_json(rows))
+        return 0
+    colour = {"proven": "green", "partial": "yellow", "missing": "red"}
+    table = Table(title=f"evidence per note (from {args.runs}/)", show_lines=True)
+    table.add_column("note")
+    for col in COLUMNS:
+        table.add_column(col, ratio=1)
+    for r in rows:
+        table.add_row(f"{r.note.id} {r.note.title}", *(
+            f"[{colour[c.status]}]{c.status}[/] {c.text}" for _, c in r.cells()))
+    _console().print(table)
+    return 0
 
 
 COMMANDS = {
@@ -356,4 +428,5 @@ COMMANDS = {
     "bench": cmd_bench,
     "train": cmd_train,
     "tour": cmd_tour,
+    "evidence": cmd_evidence,
 }

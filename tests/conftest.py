@@ -16,18 +16,30 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # so tests can `from parity import ...`
 
+import parity  # noqa: E402
+from parity_report import (  # noqa: E402,F401  (the parity-report plugin's hooks)
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_runtest_setup,
+    pytest_sessionfinish,
+)
+
 IN_CI = bool(os.environ.get("CI"))
 
 
 def require(module: str, why: str = "parity reference") -> ModuleType:
     """Import ``module`` or fail (in CI) / skip (elsewhere) the calling test."""
     try:
-        return importlib.import_module(module)
+        found = importlib.import_module(module)
     except ImportError as exc:
         msg = f"{why} {module!r} is not installed ({exc}); pip install -e '.[test]'"
         if IN_CI:
             pytest.fail(msg)
         pytest.skip(msg)
+    parity.declare(reference=module)  # named in the parity report, when one is written
+    return found
 
 
 @pytest.fixture(autouse=True)

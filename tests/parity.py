@@ -5,10 +5,16 @@ failure prints the max absolute and relative error and where it occurred.
 ``assert_parity(ours_fn, ref_fn, inputs, ...)`` runs both functions on the same inputs, compares
 the outputs, then back-propagates the same random cotangent through both and compares the
 gradients with respect to every floating-point input that requires grad.
+
+While ``pytest --parity-report`` runs (``parity_report.py``), every comparison is also
+recorded: the error reached, the tolerance and the dtype, for the running test, whose note
+comes from its ``@pytest.mark.note("B1")`` marker or from ``assert_parity(..., note="B1",
+reference="torch SDPA")``. A failing comparison is recorded before it raises.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +27,31 @@ TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.bfloat16: (1e-2, 1e-2),
     torch.float16: (1e-2, 1e-2),
 }
+
+
+# The running test's record while a parity report is being written, else None
+# (parity_report.py starts and collects it around each test).
+CURRENT: dict[str, list[Any]] | None = None
+
+
+def start_record() -> None:
+    global CURRENT
+    CURRENT = {"comparisons": [], "notes": [], "references": []}
+
+
+def take_record() -> dict[str, list[Any]] | None:
+    global CURRENT
+    record, CURRENT = CURRENT, None
+    return record
+
+
+def declare(note: str | None = None, reference: str | None = None) -> None:
+    """Name the running test's note and reference in the parity report (no-op otherwise)."""
+    if CURRENT is not None:
+        if note:
+            CURRENT["notes"].append(note)
+        if reference:
+            CURRENT["references"].append(reference)
 
 
 def _flatten(x: Any) -> list[torch.Tensor]:
@@ -66,6 +97,15 @@ def assert_close(
         rel = (err / b64.abs().clamp_min(1e-12)).max().item()
         worst = max(worst, max_abs)
         ok = bool((err <= at + rt * b64.abs()).all()) and not bool(torch.isnan(a64).any())
+        if CURRENT is not None:  # the fraction of the tolerance used (> 1: failed)
+            bound = at + rt * b64.abs()
+            used = (err / bound).max().item() if bool((bound > 0).all()) else None
+            CURRENT["comparisons"].append({
+                "what": f"{what}[{i}]", "dtype": str(d).replace("torch.", ""),
+                "max_abs": max_abs, "max_rel": rel, "atol": at, "rtol": rt,
+                "used": used if used is not None and math.isfinite(used) else None,
+                "passed": ok,
+            })
         assert ok, (
             f"{what}[{i}] differs: max abs err {max_abs:.3e}, max rel err {rel:.3e} "
             f"(atol {at:g}, rtol {rt:g}, dtype {d}), worst at index "
@@ -85,8 +125,14 @@ def assert_parity(
     grad_rtol: float | None = None,
     check_grad: bool = True,
     seed: int = 0,
+    note: str | None = None,
+    reference: str | None = None,
 ) -> None:
-    """Forward and backward parity of two functions on the same inputs."""
+    """Forward and backward parity of two functions on the same inputs.
+
+    ``note`` and ``reference`` (e.g. ``"B1"``, ``"torch SDPA"``) name what is compared in the
+    parity report; they do not change the comparison."""
+    declare(note, reference)
     ours_in = [x.detach().clone().requires_grad_(x.requires_grad) for x in inputs]
     ref_in = [x.detach().clone().requires_grad_(x.requires_grad) for x in inputs]
     out_a, out_b = ours_fn(*ours_in), ref_fn(*ref_in)

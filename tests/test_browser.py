@@ -275,3 +275,77 @@ def test_without_javascript_everything_is_shown(browser: Any, base_url: str) -> 
     assert "Gamma" not in group
     context.close()
     w.check()
+
+
+# ---------------------------------------------------------------------------- the evidence page
+
+
+@pytest.fixture(scope="module")
+def evidence_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from test_evidence import write_evidence_files
+
+    root = tmp_path_factory.mktemp("evidence")
+    write_evidence_files(root / "runs")
+    site = build_site(root / "runs", root / "site").parent
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_evidence_page_sorts_and_every_link_resolves(watched: Watched, evidence_url: str,
+                                                     tmp_path: Path) -> None:
+    from paperlab.notes import NOTES
+
+    page = watched.page
+    visit(page, evidence_url + "evidence.html")
+    assert page.title() == "paperlab · evidence"
+
+    def column(attr: str) -> list[str]:
+        return page.eval_on_selector_all(
+            "#evidence tbody tr", f"rs => rs.map(r => r.getAttribute('{attr}'))")
+
+    ids = [n.id for n in NOTES]
+    assert [r.removeprefix("note-") for r in column("id")] == ids
+    heap = page.inner_text("#note-J6")
+    assert "2/2 passed vs heapq" in heap and "heap: 2.00-3.00x of heapq (2 sizes)" in heap
+    save_screenshot(page, tmp_path, "evidence.png")
+
+    page.click("#sort-bar button[data-sort='family']")
+    families = column("data-family")
+    assert families == sorted(families) and page.url.endswith("#sort-family")
+    page.click("#sort-bar button[data-sort='rank']")
+    ranks = [int(r) for r in column("data-rank")]
+    assert ranks == sorted(ranks) and ranks[-1] > ranks[0]
+    page.click("#sort-bar button[data-sort='order']")
+    assert [r.removeprefix("note-") for r in column("id")] == ids
+    visit(page, evidence_url + "evidence.html#sort-family")  # a sorted table can be linked to
+    assert column("data-family") == families
+
+    hrefs = page.eval_on_selector_all("a[href]", "as => as.map(a => a.getAttribute('href'))")
+    targets = sorted({h.split("#")[0] for h in hrefs if not h.startswith("#")})
+    assert "posts/heap.html" in targets and "evidence/tests/algorithms/test_heap.py.txt" in targets
+    for href in targets:
+        if href.endswith(".html"):
+            response = page.goto(evidence_url + href)
+            settle(page)
+        else:  # a text or JSON file: fetched, not opened (Chromium would ask for favicon.ico)
+            response = page.request.get(evidence_url + href)
+        assert response is not None and response.ok, href
+
+    visit(page, evidence_url + "posts/heap.html")
+    assert "2/2 passed vs heapq" in page.inner_text(".post-evidence")
+    with page.expect_navigation():
+        page.click(".post-evidence a[href='../evidence.html#note-J6']")
+    settle(page)
+    assert page.url.endswith("evidence.html#note-J6")
+    with page.expect_navigation():
+        page.click("nav.site-nav a[href='index.html']")
+    settle(page)
+    assert page.url == evidence_url + "index.html"

@@ -10,6 +10,8 @@ import paperlab
 from paperlab import registry
 from paperlab.errors import ArgumentError, UnknownNameError
 
+pytestmark = pytest.mark.note("J1")
+
 
 @pytest.fixture
 def scratch(monkeypatch):

@@ -19,15 +19,15 @@ the size, ``cxcywh`` the centre and the size. Everything a detector does with bo
   optionally a ground truth's best predictions are matched even when their quality is low.
 - sampling: a fixed-size batch of anchors/proposals with at most ``positive_fraction`` positives.
 
-How NMS runs without a loop per box. The boxes are sorted once; blocks of ``block`` boxes are
-taken in order. A block first loses every box that overlaps a box already kept in an earlier
-block (one IoU matrix, kept x block). Inside the block, the greedy rule is the triangular system
-``keep[i] = alive[i] and not any(keep[k] and over[k, i] for k < i)``, which has one solution;
-iterating ``keep <- alive & ~(over^T keep)`` from ``keep = alive`` fixes one more leading
-position per step and stops at that solution (Cluster-NMS, Zheng et al. 2020), usually after a
-handful of steps. IoU is computed with the very float operations of torchvision's kernel
-(``inter / (area_i + area_j - inter)`` in the boxes' dtype, and ``> threshold`` with the
-threshold's float64 meaning), so the kept indices are exactly torchvision's.
+How NMS runs without a loop per box. The boxes are sorted once and taken in blocks of
+``block`` boxes. A block first loses every box that overlaps a box already kept in an earlier
+block (one IoU matrix, kept x block). Among the survivors the greedy rule is the triangular
+system ``keep[i] = not any(keep[k] and over[k, i] for k < i)``, which has one solution;
+iterating it from ``keep = all`` fixes one more leading position per step and stops at that
+solution (Cluster-NMS, Zheng et al. 2020), usually after one to four steps. IoU is computed with
+the very float operations of torchvision's kernel (``inter / (area_i + area_j - inter)`` in the
+boxes' dtype, and ``> threshold`` with the threshold's float64 meaning), so the kept indices
+are exactly torchvision's.
 
 Shapes: boxes ``(..., N, 4)``; pairwise functions return ``(..., N, M)``; ``nms`` takes
 ``(N, 4)`` and ``(N,)`` and returns int64 indices sorted by decreasing score.
@@ -232,21 +232,20 @@ def _threshold(iou_threshold: float, dtype: torch.dtype) -> Tensor:
     return u
 
 
-def _greedy_block(over: Tensor, alive: Tensor) -> Tensor:
-    """Solve ``keep[i] = alive[i] & ~any_k<i(keep[k] & over[k, i])``.
+def _greedy(over: Tensor) -> Tensor:
+    """Solve ``keep[i] = ~any_k<i(keep[k] & over[k, i])`` for a block's ``IoU > threshold``.
 
-    ``over`` is the block's ``IoU > threshold`` matrix; only its pairs ``k < i`` between alive
-    boxes matter, kept as an edge list. Iterating from ``keep = alive`` fixes at least one more
-    leading position per step; a step that changes nothing has reached the unique solution.
+    Only the pairs ``k < i`` matter, kept as an edge list. Iterating from ``keep = all`` fixes
+    at least one more leading position per step; a step that changes nothing has reached the
+    unique solution (usually after 1-4 steps).
     """
     k, i = torch.nonzero(over, as_tuple=True)
-    useful = (k < i) & alive[k] & alive[i]
-    k, i = k[useful], i[useful]
-    keep = alive
+    later = k < i
+    k, i = k[later], i[later]
+    keep = torch.ones(over.shape[0], dtype=torch.bool, device=over.device)
     while True:
-        suppressed = torch.zeros_like(alive)
-        suppressed[i[keep[k]]] = True
-        new = alive & ~suppressed
+        new = torch.ones_like(keep)
+        new[i[keep[k]]] = False
         if torch.equal(new, keep):
             return keep
         keep = new
@@ -258,23 +257,24 @@ def _nms_sorted(boxes: Tensor, iou_threshold: float, labels: Tensor | None, bloc
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     thr = _threshold(iou_threshold, boxes.dtype)
     keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
-    kept_idx = torch.empty(0, dtype=torch.long, device=boxes.device)
+    kept = torch.empty(0, dtype=torch.long, device=boxes.device)
     for start in range(0, n, block):
         stop = min(start + block, n)
-        b, a = boxes[start:stop], area[start:stop]
-        alive = torch.ones(stop - start, dtype=torch.bool, device=boxes.device)
-        if kept_idx.numel():
-            over = _pair_iou(boxes[kept_idx], area[kept_idx], b, a) > thr
+        alive = torch.arange(start, stop, device=boxes.device)
+        if kept.numel():  # first, the boxes already kept in earlier blocks suppress
+            over = _pair_iou(boxes[kept], area[kept], boxes[alive], area[alive]) > thr
             if labels is not None:
-                over &= labels[kept_idx][:, None] == labels[None, start:stop]
-            alive = ~over.any(0)
-        over = _pair_iou(b, a, b, a) > thr
+                over &= labels[kept][:, None] == labels[None, alive]
+            alive = alive[~over.any(0)]
+        if alive.numel() == 0:
+            continue
+        b, a = boxes[alive], area[alive]
+        over = _pair_iou(b, a, b, a) > thr  # then the greedy rule among the survivors
         if labels is not None:
-            lab = labels[start:stop]
-            over &= lab[:, None] == lab[None, :]
-        k = _greedy_block(over, alive)
-        keep[start:stop] = k
-        kept_idx = torch.cat((kept_idx, start + torch.nonzero(k).flatten()))
+            over &= labels[alive][:, None] == labels[None, alive]
+        survivors = alive[_greedy(over)]
+        keep[survivors] = True
+        kept = torch.cat((kept, survivors))
     return keep
 
 

@@ -11,9 +11,14 @@ Layout of the generated folder (every link relative, so the folder can be moved 
 from anywhere; nothing is fetched from the network)::
 
     index.html              the feed, tag filter (static/filter.js), browse-by-tag lists
-    posts/<slug>.html       one page per experiment, with metrics and run history
+    evidence.html           per note: implementation, parity, benchmark, experiment
+                            (``paperlab.evidence``), sortable by family and status
+    posts/<slug>.html       one page per experiment, with metrics and run history, and its
+                            note's parity and benchmark line above the claims
     posts/<slug>/<fig>.png  the figures, copied from the run folder
-    static/                 style.css, filter.js, favicon.svg
+    evidence/               copies of what the evidence page links to: the modules and test
+                            files (as .txt), the parity report and benchmark JSON files
+    static/                 style.css, filter.js, evidence.js, favicon.svg
     .paperlab-site          marks the folder as ours, so a rebuild may replace posts/
 
 All text passes through jinja2 with autoescaping on: a title, tag or traceback containing
@@ -36,12 +41,15 @@ from urllib.parse import quote
 import jinja2
 
 from paperlab.errors import OutputError
+from paperlab.evidence import COLUMNS, MISSING, PARTIAL, PROVEN, EvidenceRow, evidence_table
 from paperlab.experiments.runner import load_runs
+from paperlab.notes import note_ids
 
 HERE = Path(__file__).resolve().parent
 MARKER = ".paperlab-site"
-OWNED = ("posts", "static")  # folders a rebuild replaces wholesale
-STATIC_FILES = ("style.css", "filter.js", "favicon.svg")
+OWNED = ("posts", "static", "evidence")  # folders a rebuild replaces wholesale
+STATIC_FILES = ("style.css", "filter.js", "evidence.js", "favicon.svg")
+REPO = HERE.parents[1]  # the folder holding paperlab/ (and tests/ in a source checkout)
 
 
 @dataclass
@@ -79,6 +87,7 @@ class Post:
     status: str  # "passed", "failed", "crashed" or "empty" (no claims)
     status_label: str
     history: list[dict[str, Any]] = field(default_factory=list)
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # per note of the post
 
     @property
     def url(self) -> str:
@@ -355,6 +364,52 @@ def _prepare(out: Path) -> None:
         else:
             target.unlink()
     (out / "index.html").unlink(missing_ok=True)
+    (out / "evidence.html").unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------- evidence
+
+
+def _copy_into(out: Path, source: Path, dest: str) -> str | None:
+    """Copy ``source`` to ``out/evidence/<dest>``; its link from the site root, or None."""
+    if not source.is_file():
+        return None
+    target = out / "evidence" / dest
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return "/".join(quote(part) for part in ("evidence", *Path(dest).parts))
+
+
+def _cell_links(out: Path, column: str, links: list[tuple[str, str]],
+                slugs: dict[str, str]) -> list[tuple[str, str]]:
+    """The cell's files as site links: experiments go to their post, everything else to a
+    copy under evidence/ (sources as .txt so a browser shows them); a file that cannot be
+    found is left out rather than linked dead."""
+    shown = []
+    for label, path in links:
+        if column == "experiment":
+            href = f"posts/{quote(slugs[label])}.html" if label in slugs else None
+        elif path.endswith(".py"):
+            href = _copy_into(out, REPO / path, path + ".txt")
+        else:
+            href = _copy_into(out, Path(path), f"{column}/{Path(path).name}")
+        if href:
+            shown.append((label, href))
+    return shown
+
+
+def evidence_rows(rows: list[EvidenceRow], out: Path, slugs: dict[str, str]) -> list[dict]:
+    """The evidence table as the template shows it, copying the files it links to."""
+    rank = {MISSING: 0, PARTIAL: 1, PROVEN: 2}
+    shown = []
+    for row in rows:
+        cells = []
+        for column, cell in row.cells():
+            cells.append({"status": cell.status, "text": cell.text, "when": cell.when,
+                          "links": _cell_links(out, column, cell.links, slugs)})
+        shown.append({"id": row.note.id, "title": row.note.title, "family": row.note.family,
+                      "rank": sum(rank[c["status"]] for c in cells), "cells": cells})
+    return shown
 
 
 def build_site(runs: Path, out: Path) -> Path:
@@ -380,6 +435,15 @@ def build_site(runs: Path, out: Path) -> Path:
 
     env = environment()
     common = {"built": built, "runs_count": len(records), "tag_ids": anchors}
+    rows = evidence_table(runs)
+    by_id = {r.note.id: r for r in rows}
+    for post in posts:
+        post.evidence = [{"id": i, "parity": by_id[i].parity, "benchmark": by_id[i].benchmark}
+                         for i in note_ids(post.note) if i in by_id]
+    shown = evidence_rows(rows, out, {p.name: p.slug for p in posts})
+    html = env.get_template("evidence.html").render(rows=shown, columns=COLUMNS, root="",
+                                                    **common)
+    (out / "evidence.html").write_text(html, encoding="utf-8")
     post_page = env.get_template("post.html")
     for post in posts:
         for fig in post.figures:

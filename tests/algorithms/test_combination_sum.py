@@ -12,6 +12,8 @@ from paperlab import registry
 from paperlab.algorithms import combination_search, combination_sum, combination_sum2
 from paperlab.errors import ArgumentError, ArgumentTypeError
 
+pytestmark = pytest.mark.note("J4", reference="brute force")
+
 
 def registered(name: str):
     """The object registered as ``algorithm/name``, read without importing all of paperlab."""

@@ -17,6 +17,8 @@ from paperlab import registry
 from paperlab.algorithms import heap as ours
 from paperlab.errors import ArgumentTypeError
 
+pytestmark = pytest.mark.note("J6", reference="heapq")
+
 FUNCTIONS = (
     "heappush",
     "heappop",

@@ -12,6 +12,8 @@ from paperlab import registry
 from paperlab.algorithms import knapsack_01, knapsack_01_1d, knapsack_01_table
 from paperlab.errors import ArgumentError, ArgumentTypeError, ShapeError
 
+pytestmark = pytest.mark.note("J5", reference="brute force")
+
 
 def registered(name: str):
     """The object registered as ``algorithm/name``, read without importing all of paperlab."""

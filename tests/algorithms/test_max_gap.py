@@ -12,6 +12,8 @@ from paperlab import registry
 from paperlab.algorithms import max_gap
 from paperlab.errors import ArgumentTypeError
 
+pytestmark = pytest.mark.note("J3", reference="brute force and sorting")
+
 
 def registered(name: str):
     """The object registered as ``algorithm/name``, read without importing all of paperlab."""

@@ -10,6 +10,8 @@ from paperlab import registry
 from paperlab.algorithms import sliding_window_max
 from paperlab.errors import ArgumentError, ArgumentTypeError
 
+pytestmark = pytest.mark.note("J2", reference="brute force")
+
 
 def registered(name: str):
     """The object registered as ``algorithm/name``, read without importing all of paperlab."""

@@ -14,6 +14,8 @@ from paperlab.attention.gau import (
 )
 from paperlab.errors import ArgumentError, ShapeError
 
+pytestmark = pytest.mark.note("B5", reference="definition (quadratic GAU)")
+
 
 def _qkv(n=13, s=8, e=6, seed=0):
     g = torch.Generator().manual_seed(seed)

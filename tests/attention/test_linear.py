@@ -17,6 +17,8 @@ from paperlab.attention import (
 from paperlab.errors import ArgumentError, ArgumentTypeError, ConfigError, ShapeError
 from paperlab.position import RotaryEmbedding
 
+pytestmark = pytest.mark.note("B1", reference="definition (quadratic form)")
+
 B, H, N, D, DV = 2, 3, 13, 4, 5
 
 

@@ -24,6 +24,8 @@ from paperlab.attention.masks import (
 )
 from paperlab.errors import ArgumentError, ArgumentTypeError, ShapeError
 
+pytestmark = pytest.mark.note("B2")
+
 
 def _qkv(n=5, m=7, d=4, dv=3, b=2, h=3, dtype=torch.float32):
     return (

@@ -15,6 +15,8 @@ from paperlab.attention.performer import (
 )
 from paperlab.errors import ArgumentError, ShapeError
 
+pytestmark = pytest.mark.note("B3", reference="exact softmax attention")
+
 D = 16
 
 

@@ -12,6 +12,8 @@ from paperlab.attention import KVCache, MultiHeadAttention, scaled_dot_product_a
 from paperlab.attention.masks import causal_mask
 from paperlab.errors import ArgumentError, ArgumentTypeError, ConfigError, ShapeError
 
+pytestmark = pytest.mark.note("B1", reference="torch scaled_dot_product_attention")
+
 B, H, N, M, D = 2, 3, 6, 9, 8
 
 

@@ -18,6 +18,8 @@ from paperlab.attention import (
 from paperlab.attention.masks import band_mask
 from paperlab.errors import ArgumentError, ConfigError, ShapeError
 
+pytestmark = pytest.mark.note("B2", reference="definition (masked softmax)")
+
 B, H, D = 2, 2, 4
 
 

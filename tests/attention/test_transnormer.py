@@ -17,6 +17,8 @@ from paperlab.attention.transnormer import (
 )
 from paperlab.errors import ArgumentError, ShapeError
 
+pytestmark = pytest.mark.note("B4", reference="definition")
+
 
 def _qkv(n=10, d=8, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -25,6 +25,8 @@ from paperlab.language.bert import (
     special_tokens_mask,
 )
 
+pytestmark = pytest.mark.note("D2")
+
 V, L = 50, 12
 TINY = dict(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=48, max_position_embeddings=24, type_vocab_size=2)

@@ -12,6 +12,8 @@ from paperlab.errors import ConfigError
 from paperlab.recipes.bert import BertRecipeConfig
 from paperlab.training.trainer import train
 
+pytestmark = pytest.mark.note("D2")
+
 
 def _cfg(tmp_path, **kw) -> BertRecipeConfig:
     base = dict(steps=250, batch_size=32, warmup=6, train_sentences=1500, eval_sentences=500,

@@ -4,6 +4,7 @@ embeddings of the same sentences."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import require
@@ -12,6 +13,8 @@ from parity import assert_close
 from paperlab.hub import load_pretrained
 from paperlab.language.bert import BertModel, mean_pool
 from paperlab.language.tokenizer import encode_batch, load_tokenizer
+
+pytestmark = pytest.mark.note("D2")
 
 SENTENCES = [
     "A man is playing a guitar.",

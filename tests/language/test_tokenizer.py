@@ -15,6 +15,8 @@ from paperlab.language.tokenizer import (
     word_level_tokenizer,
 )
 
+pytestmark = pytest.mark.note("D2")
+
 WORDS = ["the", "dog", "dogs", "barks", "bark", "loudly"]
 
 

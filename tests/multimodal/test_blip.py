@@ -20,6 +20,8 @@ from paperlab.multimodal.blip import (
     sample_hard_negatives,
 )
 
+pytestmark = pytest.mark.note("D7")
+
 VOCAB, PAD, BOS, SEP = 40, 0, 30, 3
 TEXT = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=4, max_position_embeddings=16, bos_token_id=BOS,

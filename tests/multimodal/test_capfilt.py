@@ -17,6 +17,8 @@ from paperlab.multimodal.capfilt import (
     top_p_filter,
 )
 
+pytestmark = pytest.mark.note("D7")
+
 WORDS = ["a", "red", "blue", "circle", "square", "good", "bad"]
 
 

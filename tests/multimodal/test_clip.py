@@ -14,6 +14,8 @@ from paperlab.hub.base import WeightImportError, rename_state
 from paperlab.multimodal.clip import CLIP, CLIPConfig, clip_text_config, clip_vision_config
 from paperlab.multimodal.text import TextTransformer, pool_index
 
+pytestmark = pytest.mark.note("D5")
+
 VOCAB, EOS, PAD = 50, 49, 1
 TEXT = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=4, max_position_embeddings=12, bos_token_id=0, pad_token_id=PAD)

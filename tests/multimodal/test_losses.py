@@ -31,6 +31,8 @@ from paperlab.multimodal.losses import (
     siglip_loss_distributed,
 )
 
+pytestmark = pytest.mark.note("D5", "D6")
+
 
 def _open_clip():
     """open_clip's loss module (loaded alone: see dist_losses_worker); missing: require's

@@ -21,6 +21,8 @@ import pytest
 from conftest import require
 from dist_losses_worker import open_clip_losses
 
+pytestmark = pytest.mark.note("D6")
+
 WORKER = Path(__file__).with_name("dist_losses_worker.py")
 TOL = {"float64": 1e-10, "float32": 1e-5}
 

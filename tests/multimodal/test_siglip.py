@@ -21,6 +21,8 @@ from paperlab.multimodal.siglip import (
     siglip_vision_config,
 )
 
+pytestmark = pytest.mark.note("D6")
+
 TEXT = dict(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=4, max_position_embeddings=12, projection_size=24)
 VISION = dict(hidden_size=24, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,

@@ -17,6 +17,8 @@ from paperlab.multimodal.zero_shot import (
     zero_shot_predict,
 )
 
+pytestmark = pytest.mark.note("D5")
+
 
 class Lookup(torch.nn.Module):
     """A fake two-tower model: a text is embedded by a table over its word ids (sum of rows),

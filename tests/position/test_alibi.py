@@ -10,6 +10,8 @@ from parity import assert_close
 from paperlab.errors import ArgumentError, ShapeError
 from paperlab.position.alibi import ALiBi, alibi_bias, alibi_slopes
 
+pytestmark = pytest.mark.note("A1")
+
 
 def test_slopes_for_8_heads_are_the_papers_list():
     want = torch.tensor([1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64, 1 / 128, 1 / 256],

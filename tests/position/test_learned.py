@@ -8,6 +8,8 @@ import torch
 from paperlab.errors import ArgumentError, ShapeError
 from paperlab.position.learned import LearnedPositionalEmbedding, lookup_positions
 
+pytestmark = pytest.mark.note("A1", reference="definition")
+
 
 def test_offset_and_position_ids_select_table_rows():
     pe = LearnedPositionalEmbedding(32, 8)

@@ -13,6 +13,8 @@ from paperlab.errors import ArgumentError, ShapeError
 from paperlab.position import kind_of
 from paperlab.position.multiplicative import MultiplicativePositionalEncoding, multiply_positions
 
+pytestmark = pytest.mark.note("A1", reference="definition")
+
 
 def _loop_reference(x: torch.Tensor, offset: int = 0, base: float = 10000.0) -> torch.Tensor:
     """x[b, k, j] * (sin or cos)((offset + k) / base^(2i/d)), one element at a time."""

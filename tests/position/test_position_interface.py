@@ -14,6 +14,8 @@ import paperlab
 from paperlab.position import KINDS, kind_of
 from paperlab.registry import names
 
+pytestmark = pytest.mark.note("A1")
+
 H, D = 2, 8
 EXAMPLES = {
     "sinusoidal": dict(dim=H * D),

@@ -16,6 +16,8 @@ from paperlab.position.recursive import (
 )
 from paperlab.position.sinusoidal import sinusoidal_table
 
+pytestmark = pytest.mark.note("A1", reference="definition")
+
 
 def _loop_reference(pe: RecursivePositionalEncoding, n: int) -> list[list[float]]:
     """p_0 = r start / |start|, p_{k+1} = r u / |u| with u = R(w) p_k + h (W_2 tanh(W_1 p_k

@@ -23,6 +23,8 @@ from paperlab.position.relative import (
     xl_relative_scores,
 )
 
+pytestmark = pytest.mark.note("A1", reference="definition")
+
 CASES = [(5, 5, None), (3, 8, None), (4, 9, 2), (6, 4, 0)]  # (N, M, offset)
 
 

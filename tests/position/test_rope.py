@@ -22,6 +22,8 @@ from paperlab.position.rope import (
     rotary_inv_freq,
 )
 
+pytestmark = pytest.mark.note("A2")
+
 LAYOUTS = [False, True]  # interleaved?
 
 

@@ -16,6 +16,8 @@ from paperlab.position.sinusoidal import (
     sinusoidal_table,
 )
 
+pytestmark = pytest.mark.note("A1")
+
 
 def _loop_table(n, d, base=10000.0):
     """PE(p, 2i) = sin(p / base^(2i/d)), PE(p, 2i+1) = cos(same), one entry at a time."""

@@ -12,6 +12,8 @@ from parity import assert_close
 from paperlab.errors import ArgumentError, ShapeError
 from paperlab.position.t5 import T5RelativeBias, t5_relative_bucket
 
+pytestmark = pytest.mark.note("A1")
+
 BUCKET_CASES = [(True, 32, 128), (False, 32, 128), (True, 16, 20), (False, 8, 100), (True, 6, 9)]
 
 

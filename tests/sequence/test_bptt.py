@@ -17,6 +17,8 @@ from paperlab.errors import ArgumentError
 from paperlab.sequence.bptt import gru_bptt, lstm_bptt, rnn_bptt
 from paperlab.sequence.recurrent import GRU, LSTM, RNN
 
+pytestmark = pytest.mark.note("C1", reference="autograd definition and torch.nn.RNN/LSTM/GRU")
+
 KINDS = {
     "rnn-tanh": (RNN, {"nonlinearity": "tanh"}),
     "rnn-relu": (RNN, {"nonlinearity": "relu"}),

@@ -27,6 +27,8 @@ from paperlab.sequence.hippo import (
     reconstruct,
 )
 
+pytestmark = pytest.mark.note("C3", reference="definition")
+
 
 def _legs_loop(N: int) -> tuple[torch.Tensor, torch.Tensor]:
     A = torch.zeros(N, N, dtype=torch.float64)

@@ -10,6 +10,8 @@ from paperlab import create, registry
 from paperlab.errors import ArgumentError, ConfigError, ShapeError, UnknownNameError
 from paperlab.sequence.lm import DecoderLM, LMCache, LMConfig, TransformerBlock, lm_loss
 
+pytestmark = pytest.mark.note("C2")
+
 V, C, H = 13, 16, 2
 
 

@@ -25,6 +25,8 @@ from paperlab.sequence.selective_scan import (
     selective_scan_sequential,
 )
 
+pytestmark = pytest.mark.note("C3")
+
 # ----------------------------------------------------------------------------- reference
 
 

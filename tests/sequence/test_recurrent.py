@@ -18,6 +18,8 @@ from paperlab.errors import ArgumentError, ArgumentTypeError, ShapeError
 from paperlab.sequence.recurrent import GRU, LSTM, RNN
 from paperlab.sequence.recurrent_cells import GRUCell, LSTMCell, RNNCell
 
+pytestmark = pytest.mark.note("C1", "C2", reference="torch.nn.RNN/LSTM/GRU")
+
 KINDS = {
     "rnn-tanh": (RNN, torch.nn.RNN, {"nonlinearity": "tanh"}),
     "rnn-relu": (RNN, torch.nn.RNN, {"nonlinearity": "relu"}),

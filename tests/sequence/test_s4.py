@@ -30,6 +30,8 @@ from paperlab.sequence.s4 import (
     vandermonde_product,
 )
 
+pytestmark = pytest.mark.note("C3", reference="definition")
+
 
 def _random_ssm(H: int, M: int, init: str, seed: int = 0):
     g = torch.Generator().manual_seed(seed)

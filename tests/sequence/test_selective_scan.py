@@ -24,6 +24,8 @@ from paperlab.sequence.selective_scan import (
 )
 from paperlab.sequence.selective_scan_parts import by_step, chunk_starts, from_steps, read_out
 
+pytestmark = pytest.mark.note("C3", reference="sequential definition")
+
 
 def _double(args, ex):
     return [a.double() for a in args], {k: v.double() for k, v in ex.items()}

@@ -18,6 +18,8 @@ from paperlab.sequence.transformer import (
 )
 from paperlab.sequence.transformer_weights import load_torch_transformer
 
+pytestmark = pytest.mark.note("C2", reference="torch.nn.Transformer")
+
 SV, TV, D, H = 11, 9, 16, 2
 BOS, EOS = 0, 1
 

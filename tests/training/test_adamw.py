@@ -23,6 +23,8 @@ from paperlab.training.schedules import (
     warmup_linear,
 )
 
+pytestmark = pytest.mark.note("I1", reference="torch.optim.AdamW")
+
 PAIRS = {"adam": (Adam, torch.optim.Adam), "adamw": (AdamW, torch.optim.AdamW)}
 TOL = {torch.float64: 1e-12, torch.float32: 1e-6}
 

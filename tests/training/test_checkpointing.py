@@ -19,6 +19,8 @@ from paperlab.training.checkpointing import (
     sqrt_segments,
 )
 
+pytestmark = pytest.mark.note("I2", reference="torch.utils.checkpoint")
+
 
 def deep_mlp(depth: int, width: int, dropout: float = 0.2, seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)

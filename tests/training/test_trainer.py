@@ -19,6 +19,8 @@ from paperlab import registry
 from paperlab.recipes.digits import DigitsConfig
 from paperlab.training.trainer import NonFiniteLossError, Task, train
 
+pytestmark = pytest.mark.note("I3", reference="torch DistributedDataParallel")
+
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 

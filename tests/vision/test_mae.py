@@ -18,6 +18,8 @@ from paperlab.vision.mae import (
 )
 from paperlab.vision.vit import patchify, sincos_2d_positions
 
+pytestmark = pytest.mark.note("D4")
+
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
             image_size=16, patch_size=4, num_channels=3, decoder_hidden_size=16,
             decoder_num_hidden_layers=2, decoder_num_attention_heads=2,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
 import torch
 
 from paperlab.recipes.vision import MAERecipeConfig, ViTRecipeConfig, linear_probe
 from paperlab.training.trainer import train
+
+pytestmark = pytest.mark.note("D3", "D4")
 
 
 def _losses(out) -> list[float]:

@@ -21,6 +21,8 @@ from paperlab.vision.vit import (
     unpatchify,
 )
 
+pytestmark = pytest.mark.note("D3")
+
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
             image_size=16, patch_size=4, num_channels=3)
 

@@ -34,7 +34,7 @@ def _push_then_pop(module: Any, data: list[int]) -> Callable[[], object]:
     return run
 
 
-@export_benchmark("heap", group="algorithms")
+@export_benchmark("heap", group="algorithms", note="J6")
 def bench_heap(ctx: BenchContext) -> list[BenchRow]:
     """Pure-Python heap vs heapq (C): heapify, push/pop sequence, nsmallest."""
     rows = []

@@ -11,7 +11,7 @@ from paperlab.benchmarks.base import BenchContext, BenchRow, compare
 from paperlab.registry import export_benchmark
 
 
-@export_benchmark("knapsack", group="algorithms")
+@export_benchmark("knapsack", group="algorithms", note="J5")
 def bench_knapsack(ctx: BenchContext) -> list[BenchRow]:
     """1-D reverse-iteration DP vs the 2-D table (value only, and with item reconstruction)."""
     rows = []

@@ -12,7 +12,7 @@ from paperlab.experiments.algorithms.max_gap import sorted_max_gap
 from paperlab.registry import export_benchmark
 
 
-@export_benchmark("max-gap", group="algorithms")
+@export_benchmark("max-gap", group="algorithms", note="J3")
 def bench_max_gap(ctx: BenchContext) -> list[BenchRow]:
     """Bucket method (pure Python, O(n)) vs sorted() (C, O(n log n)) plus a pass."""
     rows = []

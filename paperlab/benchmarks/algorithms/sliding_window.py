@@ -18,7 +18,7 @@ def _naive_max(nums: list[int], k: int) -> list[int]:
     return [max(nums[i : i + k]) for i in range(len(nums) - k + 1)]
 
 
-@export_benchmark("sliding-window-max", group="algorithms")
+@export_benchmark("sliding-window-max", group="algorithms", note="J2")
 def bench_sliding_window_max(ctx: BenchContext) -> list[BenchRow]:
     """Monotonic deque vs the naive max-of-slice scan and vs NumPy's sliding_window_view."""
     import numpy as np
