@@ -176,7 +176,7 @@ def _gather(entries: list[Any], name: str, where: str,
             else:
                 arr = _numeric(vals)
                 finite = np.isfinite(arr) | (np.isnan(arr) if key == "area" else False)
-                if arr.ndim != 1 or not finite.all() or any(isinstance(v, bool) for v in vals):
+                if arr.ndim != 1 or not finite.all() or bool in set(map(type, vals)):
                     raise ValueError
             out[key] = arr
         return out

@@ -322,8 +322,7 @@ def _evaluate(gt: COCOGroundTruth, dt: COCODetections) -> COCOResult:
     tp_ok, dt_ign = _match(d_key, rank, d_box, g_key, g_box, g_crowd, g_ign, g_id_ok)
     d_out = (d_area[None, :] < lo[:, None]) | (d_area[None, :] > hi[:, None])  # (A, D)
     dt_ign |= ~tp_ok & d_out[:, None, :]
-    tps = tp_ok & ~dt_ign  # (A, T, D)
-    fps = ~tp_ok & ~dt_ign
+    tps = tp_ok & ~dt_ign  # (A, T, D); the false positives are the rest, less dt_ign
     # accumulate: per category, detections of all images by score (stable: image, then rank)
     d_cat, d_img = dt.category[d_ord], dt.image[d_ord]
     order = np.lexsort((d_ord, d_img, -dt.scores[d_ord], d_cat))
@@ -333,7 +332,7 @@ def _evaluate(gt: COCOGroundTruth, dt: COCODetections) -> COCOResult:
     recall = -np.ones((T, n_cat, A, M))
     for m, max_det in enumerate(MAX_DETS):
         sel = order[rank[order] < max_det]
-        q, rc_last = _accumulate(tps[:, :, sel], fps[:, :, sel], d_cat[sel], npig, n_cat)
+        q, rc_last = _accumulate(tps[:, :, sel], dt_ign[:, :, sel], d_cat[sel], npig)
         has = (npig > 0).T  # (K, A)
         precision[..., m] = np.where(has[None, None], q.transpose(1, 3, 2, 0), -1.0)
         recall[..., m] = np.where(has[None], rc_last.transpose(1, 2, 0), -1.0)
@@ -410,61 +409,58 @@ def _match(d_key, rank, d_box, g_key, g_box, g_crowd, g_ign, g_id_ok):
     return tp_ok, dt_ign
 
 
-def _accumulate(tps, fps, cat, npig, n_cat):
+def _accumulate(tps: np.ndarray, ign: np.ndarray, cat: np.ndarray,
+                npig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Precision at the 101 recall points (A, T, K, R) and the final recall (A, T, K) of
-    every category at once; ``tps``/``fps`` (A, T, n) in accumulation order, sorted by
-    category (``cat`` (n,))."""
+    every category at once. ``tps`` and ``ign`` (A, T, n): true positives and ignored
+    detections in accumulation order, which is sorted by category (``cat`` (n,));
+    ``npig`` (A, K): the objects that count.
+
+    Only the true positives are visited. COCOeval reads the envelope max(pr[p:]) at p = the
+    first detection whose recall tp / npig reaches R_r; recall grows only at a true positive,
+    so p is the c_r-th true positive, c_r = the least c with c / npig >= R_r, and the
+    precision between true positives only falls, so the envelope is the largest precision
+    over the true positives from the c_r-th on: pr_i = i / (N_i + eps) at the i-th, N_i the
+    detections not ignored up to it (COCOeval's tp + fp).
+    """
     A, T, n = tps.shape
-    R = len(RECALL_THRESHOLDS)
-    counts = np.bincount(cat, minlength=n_cat)
+    K, R = npig.shape[1], len(RECALL_THRESHOLDS)
+    counts = np.bincount(cat, minlength=K)
     seg_start = np.cumsum(counts) - counts
-    seg_end = seg_start + counts
-    q = np.zeros((A, T, n_cat, R))
-    rc_last = np.zeros((A, T, n_cat))
-    if n == 0:
-        return q, rc_last
-    before = np.repeat(seg_start, counts)  # where each detection's segment starts
-    tp, fp = (_segment_cumsum(x, before) for x in (tps, fps))
-    rc = tp / np.where(npig > 0, npig, np.inf)[:, None, cat]
-    pr = tp / (fp + tp + np.spacing(1))
-    nonempty = counts > 0
-    rc_last[..., nonempty] = rc[..., seg_end[nonempty] - 1]
-    # inds[r] = #{j in segment : rc_j < R_r} (np.searchsorted(rc, R, "left") per segment),
-    # from s_j = #{r : R_r <= rc_j}: inds[r] = #{j : s_j <= r}
-    flat = ((np.arange(A * T).reshape(A, T, 1) * n_cat + cat) * (R + 1) + _count_le(rc)).ravel()
-    hist = np.bincount(flat, minlength=A * T * n_cat * (R + 1)).reshape(A, T, n_cat, R + 1)
-    inds = np.cumsum(hist, axis=-1)[..., :R]
-    # the envelope max(pr[p:end]) at p = start + inds: maxima of the pieces between
-    # consecutive sample points, then a suffix maximum over the 101 points
-    p = seg_start[:, None] + inds  # (A, T, K, R), within the row
-    starts = (np.arange(A * T).reshape(A, T, 1, 1) * n + p).ravel()
-    ends = np.append(starts[1:], A * T * n)
-    padded = np.zeros(pr.size + 1)  # one past the end, so every start is a valid index
-    padded[:-1] = pr.ravel()
-    piece = np.maximum.reduceat(padded, starts)
-    piece = np.where(starts < ends, piece, 0.0).reshape(A, T, n_cat, R)
-    env = np.maximum.accumulate(piece[..., ::-1], axis=-1)[..., ::-1]
-    q = np.where(inds < counts[:, None], env, 0.0)
-    return q, rc_last
-
-
-def _segment_cumsum(x: np.ndarray, before: np.ndarray) -> np.ndarray:
-    """Cumulative count of ``x`` (A, T, n) bool along n, restarting where each segment
-    starts (``before[j]``: the start of j's segment), as float64 (exact integers)."""
-    c = np.zeros((*x.shape[:-1], x.shape[-1] + 1), np.int32)
-    np.cumsum(x, axis=-1, dtype=np.int32, out=c[..., 1:])  # int32: several times faster
-    return (c[..., 1:] - c[..., before]).astype(np.float64)
-
-
-_R_PAST = np.append(RECALL_THRESHOLDS, np.inf)
-
-
-def _count_le(rc: np.ndarray) -> np.ndarray:
-    """``np.searchsorted(RECALL_THRESHOLDS, rc, side="right")`` (the number of recall points
-    <= rc) by arithmetic, exact: R_r = r / 100 to within an ulp, so floor(100 rc) is off by
-    at most one, which two comparisons with the table fix."""
-    s0 = np.clip(np.floor(rc * 100.0), 0, 100).astype(np.int64)
-    return s0 + (_R_PAST[s0] <= rc) + (_R_PAST[s0 + 1] <= rc)
+    tp_at = np.flatnonzero(tps)  # in (row = a * T + t, position) order
+    row, pos = np.divmod(tp_at, n)
+    k = cat[pos]
+    seg = row * K + k  # non-decreasing: positions are sorted by category
+    n_tp = np.bincount(seg, minlength=A * T * K)
+    first = np.cumsum(n_tp) - n_tp
+    i = (np.arange(len(tp_at)) - first[seg] + 1).astype(np.float64)
+    ign_at = np.flatnonzero(ign)
+    ignored = (np.searchsorted(ign_at, tp_at, side="right")
+               - np.searchsorted(ign_at, row * n + seg_start[k], side="left"))
+    seen = (pos - seg_start[k] + 1 - ignored).astype(np.float64)  # tp + fp
+    pr = i / (seen + np.spacing(1))
+    n_tp = n_tp.reshape(A, T, K)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rc_last = n_tp / npig[:, None, :]
+    # c_r per (area, category): ceil(R_r npig), corrected by one where rounding misleads
+    npf = npig.astype(np.float64)[:, :, None]
+    c = np.ceil(RECALL_THRESHOLDS * npf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where((c > 0) & ((c - 1) / npf >= RECALL_THRESHOLDS), c - 1, c)
+        c = np.where(c / npf < RECALL_THRESHOLDS, c + 1, c)
+    c = np.maximum(np.nan_to_num(c, nan=0.0, posinf=0.0), 1).astype(np.int64)  # (A, K, R)
+    reach = c[:, None] <= n_tp[..., None]  # (A, T, K, R)
+    ends = (first + n_tp.ravel()).reshape(A, T, K, 1)
+    at = np.where(reach, first.reshape(A, T, K, 1) + c[:, None] - 1, ends)
+    # the envelope: maxima of the pieces between consecutive sample points, then a suffix
+    # maximum over the 101 points
+    starts = at.ravel()
+    stops = np.append(starts[1:], len(pr))
+    padded = np.zeros(len(pr) + 1)  # one past the end, so every start is a valid index
+    padded[:-1] = pr
+    piece = np.where(starts < stops, np.maximum.reduceat(padded, starts), 0.0)
+    env = np.maximum.accumulate(piece.reshape(A, T, K, R)[..., ::-1], axis=-1)[..., ::-1]
+    return np.where(reach, env, 0.0), rc_last
 
 
 def _summarize(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:

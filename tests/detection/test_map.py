@@ -15,6 +15,7 @@ from paperlab.data.synthetic.detections import synthetic_detections
 from paperlab.detection.map import (
     MAX_DETS,
     RECALL_THRESHOLDS,
+    coco_ap,
     coco_box_iou,
     coco_evaluate,
     voc_ap,
@@ -201,6 +202,40 @@ def test_voc_bad_input():
     with pytest.raises(ShapeError, match=r"ground_truth\[0\]\['boxes'\]"):
         voc_evaluate([{"boxes": [[1, 2, 3]], "labels": [0]}],
                      [{"boxes": [], "labels": [], "scores": []}])
+
+
+def test_coco_ap_equals_accumulate_loop():
+    """coco_ap on one curve: COCOeval.accumulate's loop for one (t, k, a, m)."""
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        n = int(rng.integers(1, 50))
+        hits = rng.random(n) < 0.6
+        npig = int(hits.sum() + rng.integers(0, 4)) or 1
+        tp, fp = np.cumsum(hits).astype(float), np.cumsum(~hits).astype(float)
+        rc, pr = tp / npig, tp / (fp + tp + np.spacing(1))
+        env = pr.tolist()
+        for i in range(n - 1, 0, -1):
+            if env[i] > env[i - 1]:
+                env[i - 1] = env[i]
+        q = [0.0] * len(RECALL_THRESHOLDS)
+        for ri, pi in enumerate(np.searchsorted(rc, RECALL_THRESHOLDS, side="left")):
+            if pi >= n:
+                break
+            q[ri] = env[pi]
+        assert abs(coco_ap(rc, pr) - np.mean(q)) <= TOL
+
+
+def test_synthetic_detections_are_deterministic():
+    a = synthetic_detections(30, seed=3)
+    b = synthetic_detections(30, seed=3)
+    c = synthetic_detections(30, seed=4)
+    assert a == b and a != c
+    gt, dt = a
+    areas = np.array([x["area"] for x in gt["annotations"]])
+    assert (areas < 32**2).any() and ((areas > 32**2) & (areas < 96**2)).any() and (
+        areas > 96**2).any()
+    assert any(x["iscrowd"] for x in gt["annotations"]) or len(gt["annotations"]) < 30
+    assert len({d["score"] for d in dt}) < len(dt)  # ties in score
 
 
 # ------------------------------------------------------------------ COCO parity
