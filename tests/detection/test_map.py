@@ -255,6 +255,28 @@ def test_coco_equals_pycocotools_random(seed):
     assert sum(v == -1.0 for v in ours.per_category.values()) == 2  # the unused categories
 
 
+def test_coco_equals_pycocotools_crowded_grid():
+    """Crowded scenes on an integer grid: identical boxes and ties in IoU and score, crowd
+    and out-of-range objects competing for the same detections (the matching's tie rules)."""
+    rng = np.random.default_rng(11)
+    images, anns, dets = [{"id": i} for i in range(60)], [], []
+    for i in range(60):
+        for _ in range(int(rng.integers(0, 12))):
+            x, y = (int(v) for v in rng.integers(0, 6, 2) * 8)
+            w, h = (int(v) for v in rng.choice([8, 16, 40, 120], 2))
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(rng.integers(1, 4)),
+                         "bbox": [x, y, w, h], "area": float(w * h * rng.choice([0.5, 1.0])),
+                         "iscrowd": int(rng.random() < 0.15)})
+        for _ in range(int(rng.integers(0, 25))):
+            x, y = (int(v) for v in rng.integers(0, 6, 2) * 8)
+            w, h = (int(v) for v in rng.choice([8, 16, 40, 120], 2))
+            dets.append({"image_id": i, "category_id": int(rng.integers(1, 4)),
+                         "bbox": [x, y, w, h], "score": float(rng.integers(1, 5)) / 4})
+    gt = {"images": images, "annotations": anns, "categories": [{"id": c} for c in (1, 2, 3)]}
+    ours, _ = _assert_equal_to_pycocotools(gt, dets)
+    assert (ours.stats > 0).sum() >= 6
+
+
 def test_coco_equals_faster_coco_eval():
     fce = require("faster_coco_eval")
     gt, dt = synthetic_detections(300, seed=5, crowd_fraction=0.05)
