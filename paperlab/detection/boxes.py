@@ -19,13 +19,14 @@ the size, ``cxcywh`` the centre and the size. Everything a detector does with bo
   optionally a ground truth's best predictions are matched even when their quality is low.
 - sampling: a fixed-size batch of anchors/proposals with at most ``positive_fraction`` positives.
 
-How NMS runs without a loop per box. The boxes are sorted once and taken in blocks of
-``block`` boxes. A block first loses every box that overlaps a box already kept in an earlier
-block (one IoU matrix, kept x block). Among the survivors the greedy rule is the triangular
-system ``keep[i] = not any(keep[k] and over[k, i] for k < i)``, which has one solution;
-iterating it from ``keep = all`` fixes one more leading position per step and stops at that
-solution (Cluster-NMS, Zheng et al. 2020), usually after one to four steps. IoU is computed with
-the very float operations of torchvision's kernel (``inter / (area_i + area_j - inter)`` in the
+How NMS runs without a loop per box. The boxes are sorted once and taken in blocks (of
+``block`` boxes, larger where most boxes are being suppressed). A block first loses every box
+that overlaps a box already kept in an earlier block (one IoU matrix, kept x block). Among the
+survivors the greedy rule is the triangular system
+``keep[i] = not any(keep[k] and over[k, i] for k < i)``, which has one solution; iterating it
+from ``keep = all`` fixes one more leading position per step and stops at that solution
+(Cluster-NMS, Zheng et al. 2020), usually after one to four steps. IoU is computed with the
+very float operations of torchvision's kernel (``inter / (area_i + area_j - inter)`` in the
 boxes' dtype, and ``> threshold`` with the threshold's float64 meaning), so the kept indices
 are exactly torchvision's.
 
@@ -235,17 +236,14 @@ def _threshold(iou_threshold: float, dtype: torch.dtype) -> Tensor:
 def _greedy(over: Tensor) -> Tensor:
     """Solve ``keep[i] = ~any_k<i(keep[k] & over[k, i])`` for a block's ``IoU > threshold``.
 
-    Only the pairs ``k < i`` matter, kept as an edge list. Iterating from ``keep = all`` fixes
-    at least one more leading position per step; a step that changes nothing has reached the
-    unique solution (usually after 1-4 steps).
+    Only the pairs ``k < i`` matter (the strict upper triangle). Iterating from ``keep = all``
+    fixes at least one more leading position per step; a step that changes nothing has reached
+    the unique solution (usually after 1-4 steps).
     """
-    k, i = torch.nonzero(over, as_tuple=True)
-    later = k < i
-    k, i = k[later], i[later]
+    over = over.triu(1)
     keep = torch.ones(over.shape[0], dtype=torch.bool, device=over.device)
     while True:
-        new = torch.ones_like(keep)
-        new[i[keep[k]]] = False
+        new = ~(over & keep[:, None]).any(0)
         if torch.equal(new, keep):
             return keep
         keep = new
@@ -258,23 +256,27 @@ def _nms_sorted(boxes: Tensor, iou_threshold: float, labels: Tensor | None, bloc
     thr = _threshold(iou_threshold, boxes.dtype)
     keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     kept = torch.empty(0, dtype=torch.long, device=boxes.device)
-    for start in range(0, n, block):
-        stop = min(start + block, n)
+    start, size = 0, block
+    while start < n:
+        stop = min(start + size, n)
         alive = torch.arange(start, stop, device=boxes.device)
         if kept.numel():  # first, the boxes already kept in earlier blocks suppress
             over = _pair_iou(boxes[kept], area[kept], boxes[alive], area[alive]) > thr
             if labels is not None:
                 over &= labels[kept][:, None] == labels[None, alive]
             alive = alive[~over.any(0)]
-        if alive.numel() == 0:
-            continue
-        b, a = boxes[alive], area[alive]
-        over = _pair_iou(b, a, b, a) > thr  # then the greedy rule among the survivors
-        if labels is not None:
-            over &= labels[alive][:, None] == labels[None, alive]
-        survivors = alive[_greedy(over)]
-        keep[survivors] = True
-        kept = torch.cat((kept, survivors))
+        if alive.numel():
+            b, a = boxes[alive], area[alive]
+            over = _pair_iou(b, a, b, a) > thr  # then the greedy rule among the survivors
+            if labels is not None:
+                over &= labels[alive][:, None] == labels[None, alive]
+            survivors = alive[_greedy(over)]
+            keep[survivors] = True
+            kept = torch.cat((kept, survivors))
+        # next block: about `block` boxes expected to survive the kept ones, and at most
+        # 256 * block IoU entries against them (large blocks when most boxes are suppressed)
+        rate = max(alive.numel(), 1) / (stop - start)
+        start, size = stop, int(max(block, min(block / rate, 256 * block / max(len(kept), 1))))
     return keep
 
 
@@ -287,12 +289,13 @@ def _check_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> None:
         raise ArgumentTypeError(f"iou_threshold must be a float, got {iou_threshold!r}")
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, block: int = 128) -> Tensor:
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, block: int = 256) -> Tensor:
     """Greedy non-maximum suppression; int64 indices of the kept boxes by decreasing score.
 
     A box is dropped when its IoU with a higher-scoring kept box is ``> iou_threshold``
     (strictly). Equal scores keep index order. ``boxes`` ``(N, 4)`` xyxy, ``scores`` ``(N,)``.
-    ``block`` bounds memory (``block x N`` IoU entries at a time) and does not change the result.
+    ``block`` sets the block size (blocks grow where most boxes are suppressed; at most about
+    ``256 * block`` IoU entries at a time); it does not change the result.
     """
     _check_nms(boxes, scores, iou_threshold)
     if boxes.shape[0] == 0:
@@ -322,7 +325,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
         return nms(boxes + offsets[:, None], scores, iou_threshold)
     order = torch.sort(scores, descending=True, stable=True).indices
-    keep = _nms_sorted(_upcast(boxes)[order], float(iou_threshold), idxs[order], 128)
+    keep = _nms_sorted(_upcast(boxes)[order], float(iou_threshold), idxs[order], 256)
     kept = torch.sort(order[keep]).values  # then by score with torch's default sort, as
     return kept[scores[kept].sort(descending=True)[1]]  # torchvision does (ties: its order)
 
