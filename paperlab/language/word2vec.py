@@ -1,0 +1,659 @@
+"""Word2Vec: skip-gram and CBOW with negative sampling or hierarchical softmax (note D1).
+
+The idea
+--------
+Words that occur in similar contexts get similar vectors. Each word ``w`` has an input vector
+``v_w`` (the rows of ``wv.vectors``) and the model learns to predict words from their
+neighbours (Mikolov et al. 2013, "Efficient Estimation of Word Representations in Vector
+Space" and "Distributed Representations of Words and Phrases and their Compositionality"):
+
+- skip-gram (``sg=1``): each context word ``c`` within the window of position ``i`` predicts
+  the word ``w_i``: input ``h = v_c``;
+- CBOW (``sg=0``): the context as a whole predicts ``w_i``: ``h`` is the mean
+  (``cbow_mean=1``) or the sum of the context vectors.
+
+The V-way softmax is too dear, so the prediction of target ``t`` from ``h`` is one of:
+
+- negative sampling (``negative=K``): maximise ``log s(h . u_t) + sum_k log s(-h . u_nk)``
+  for K noise words drawn with probability proportional to ``count ** ns_exponent`` (a
+  drawn negative equal to the target is skipped);
+- hierarchical softmax (``hs=1``): ``t`` is a leaf of a Huffman tree
+  (``paperlab.algorithms.huffman``), and ``log p(t | h) = sum_d log s((1 - 2 code_d) h . u_node_d)``
+  over the inner nodes on its path.
+
+Both are SGD steps written out as word2vec.c writes them: with ``f = h . u`` and label
+``y`` (1 for the target, 0 for a negative; ``1 - code_d`` on the tree),
+``g = (y - s(f)) * alpha``, ``u += g h`` and ``h``'s rows get ``+= sum g u``. (word2vec.c
+uses a sigmoid table clipped at ``|f| = 6``: negative sampling takes ``s = 1`` above and
+``0`` below, hierarchical softmax skips a node there; here the sigmoid is exact inside.)
+
+The rest is as in word2vec.c and gensim 4.4:
+
+- vocabulary: words with ``count >= min_count``, by descending count (``max_vocab_size``
+  prunes the rarest words while counting, as gensim does);
+- subsampling: a word of count c is kept with probability ``min(1, (sqrt(c / t) + 1) t / c)``
+  with ``t = sample * (total words)``, before windows are formed;
+- the reduced window: for each position a random ``b`` in ``[0, window)``; the context is
+  ``i - (window - b) .. i + (window - b)`` within the sentence (``shrink_windows=False``:
+  always the full window);
+- the learning rate falls linearly from ``alpha`` to ``min_alpha`` over all the words of all
+  epochs, updated per chunk of ``batch_words`` words;
+- CBOW with the sum (``cbow_mean=0``) spreads the error over the context (divides it by the
+  context size), as gensim does; with the mean it adds the error to every context row.
+
+How it is fast: no Python loop per word
+---------------------------------------
+A chunk of sentences becomes one array of word ids. Subsampling is one random draw per word,
+the windows are one ``randint`` per word, and the (centre, context) pairs of every offset
+``d = 1..window`` come from a comparison of shifted arrays. A batch of pairs is then trained
+at once: gather the rows it touches, compute all the dot products and gradients, and
+``index_add_`` them back (a row that occurs twice gets both updates added). Only touched rows
+are read or written; the same code runs on CUDA (``device="cuda"``).
+
+The batch reads all its rows before writing any ("Hogwild within a batch"), where word2vec.c
+updates after every pair; frequent words therefore get their updates summed rather than
+chained. The quality tests (gensim's own sanity bar on the Lee corpus, wordsim353 on head500
+beside gensim) are the evidence that the results are equivalent.
+
+Persistence: ``save(path)`` writes ``path`` (safetensors: the vectors and output weights) and
+``path + ".json"`` (vocabulary, counts, hyperparameters, training position). No pickle:
+loading a model never runs code (gensim's ``save``/``load`` pickle).
+
+Shapes: ``wv.vectors`` (V, vector_size); ``syn1neg`` (V, vector_size) when ``negative > 0``;
+``syn1`` (V - 1, vector_size) when ``hs=1``; all float32.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from paperlab.algorithms.huffman import huffman_tree
+from paperlab.errors import ArgumentError, ArgumentTypeError, ConfigError
+from paperlab.language.keyed_vectors import KeyedVectors
+from paperlab.registry import export_model
+
+__all__ = [
+    "Word2Vec",
+    "hs_update",
+    "keep_probabilities",
+    "noise_distribution",
+    "ns_update",
+    "padded_tree",
+    "reduced_windows",
+]
+
+MAX_EXP = 6.0
+MAX_SENTENCE_LEN = 10000  # gensim's (and word2vec.c's) longest sentence; longer ones split
+HYPERPARAMETERS = (
+    "vector_size", "window", "min_count", "max_vocab_size", "sg", "hs", "negative",
+    "ns_exponent", "cbow_mean", "sample", "alpha", "min_alpha", "epochs", "shrink_windows",
+    "seed", "workers", "batch_words",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the formulas
+
+
+def keep_probabilities(counts: Any, sample: float) -> np.ndarray:
+    """word2vec's subsampling: keep a word of count c with min(1, (sqrt(c/t) + 1) t / c).
+
+    ``t = sample * sum(counts)`` for ``sample < 1`` (gensim takes ``sample >= 1`` as t itself);
+    ``sample = 0`` keeps every word.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    if not sample:
+        return np.ones_like(c)
+    t = sample if sample >= 1.0 else sample * c.sum()
+    return np.minimum(1.0, (np.sqrt(c / t) + 1.0) * t / c)
+
+
+def noise_distribution(counts: Any, ns_exponent: float) -> np.ndarray:
+    """Negative sampling's noise: ``P(w) = count_w ** ns_exponent / sum``."""
+    p = np.asarray(counts, dtype=np.float64) ** float(ns_exponent)
+    return p / p.sum()
+
+
+def _output_step(h, mask, rows, label, valid, weights, alpha, hs, compute_loss):
+    """The shared step: f = h . u, g = (label - s(f)) alpha, u += sum g h, return sum g u.
+
+    h (N, M, D): M inputs per group, ``mask`` (N, M) or None (all real); rows, label and
+    valid (N, R): the R output rows of each group, their labels, which of them count.
+    """
+    u = weights[rows]  # (N, R, D)
+    f = torch.bmm(h, u.transpose(1, 2))  # (N, M, R)
+    keep = valid[:, None, :] if mask is None else mask[:, :, None] & valid[:, None, :]
+    if hs:  # hierarchical softmax: word2vec.c skips a node with |f| >= MAX_EXP
+        keep = keep & (f.abs() < MAX_EXP)
+        s = torch.sigmoid(f)
+    else:  # negative sampling: word2vec.c's table gives 1 above MAX_EXP, 0 below -MAX_EXP
+        s = torch.where(f > MAX_EXP, 1.0, torch.where(f < -MAX_EXP, 0.0, torch.sigmoid(f)))
+    lab = label[:, None, :].to(h.dtype)
+    g = (lab - s).mul_(keep.to(h.dtype)).mul_(alpha)
+    neu1e = torch.bmm(g, u)  # (N, M, D), from the old u
+    weights.index_add_(0, rows.reshape(-1), torch.bmm(g.transpose(1, 2), h).reshape(-1, h.shape[2]))
+    if not compute_loss:
+        return neu1e, None
+    loss = -(torch.nn.functional.logsigmoid((2 * lab - 1) * f) * keep).sum()
+    return neu1e, loss
+
+
+def ns_update(
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    syn1neg: torch.Tensor,
+    alpha: float,
+    mask: torch.Tensor | None = None,
+    compute_loss: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Negative sampling for N groups at once; updates ``syn1neg`` in place.
+
+    h (N, D), or (N, M, D) with ``mask`` (N, M): M inputs sharing one target and its
+    negatives; targets (N,), negatives (N, K) word ids. Label 1 for the target, 0 for a
+    negative; a negative equal to its target is skipped. Returns ``(neu1e, loss)``: the
+    update for the inputs' rows (h's shape) and the summed negative log-likelihood.
+    """
+    squeeze = h.dim() == 2
+    h = h[:, None, :] if squeeze else h
+    rows = torch.cat([targets[:, None], negatives], dim=1)  # (N, 1 + K)
+    label = (torch.arange(rows.shape[1], device=h.device) == 0)[None, :]  # (1, 1 + K)
+    valid = rows != targets[:, None]
+    valid[:, 0] = True  # the target itself; a negative equal to it is skipped
+    neu1e, loss = _output_step(h, mask, rows, label, valid, syn1neg, alpha, False, compute_loss)
+    return (neu1e[:, 0] if squeeze else neu1e), loss
+
+
+def hs_update(
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    tree: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    syn1: torch.Tensor,
+    alpha: float,
+    mask: torch.Tensor | None = None,
+    compute_loss: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Hierarchical softmax for N groups; updates ``syn1`` (V - 1, D) in place.
+
+    ``tree = (points, codes, lengths)``: each word's Huffman path padded to the longest,
+    (V, L) inner-node ids and bits, and (V,) path lengths. Node d of the target's path has
+    label ``1 - code_d``; a node with ``|f| >= 6`` is skipped (word2vec.c). Shapes and result
+    as ``ns_update``.
+    """
+    squeeze = h.dim() == 2
+    h = h[:, None, :] if squeeze else h
+    points, codes, lengths = tree
+    rows, label = points[targets], 1 - codes[targets]
+    valid = torch.arange(points.shape[1], device=h.device)[None, :] < lengths[targets][:, None]
+    neu1e, loss = _output_step(h, mask, rows, label, valid, syn1, alpha, True, compute_loss)
+    return (neu1e[:, 0] if squeeze else neu1e), loss
+
+
+def padded_tree(
+    codes: list[list[int]], points: list[list[int]], device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Huffman codes and paths as (V, L) tensors padded to the longest path, plus lengths."""
+    lengths = [len(c) for c in codes]
+    width = max(max(lengths, default=0), 1)
+    pts = np.zeros((len(codes), width), dtype=np.int64)
+    bits = np.zeros((len(codes), width), dtype=np.int64)
+    for w, (code, path) in enumerate(zip(codes, points, strict=True)):
+        pts[w, : len(path)], bits[w, : len(code)] = path, code
+    return (
+        torch.tensor(pts, device=device),
+        torch.tensor(bits, device=device),
+        torch.tensor(lengths, dtype=torch.long, device=device),
+    )
+
+
+def reduced_windows(
+    sentence: torch.Tensor, reduced: torch.Tensor, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The context positions of every position at once: (n, 2 window) ids and a mask.
+
+    ``sentence[i]`` is position i's sentence id, ``reduced[i]`` its random ``b`` in
+    ``[0, window)``: j is a context of i when they share a sentence and
+    ``1 <= |i - j| <= window - b_i``. Column order: offsets -window..-1, 1..window.
+    """
+    n = len(sentence)
+    dev = sentence.device
+    offsets = torch.cat(
+        [torch.arange(-window, 0, device=dev), torch.arange(1, window + 1, device=dev)]
+    )
+    pos = torch.arange(n, device=dev)[:, None] + offsets[None, :]
+    inside = (pos >= 0) & (pos < n)
+    pos = pos.clamp(0, n - 1)
+    mask = inside & (sentence[pos] == sentence[:, None])
+    mask &= offsets.abs()[None, :] <= (window - reduced)[:, None]
+    return pos, mask
+
+
+# ----------------------------------------------------------------------------- the corpus
+
+
+def _check_sentence(sentence: Any, where: str) -> Any:
+    if isinstance(sentence, (str, bytes)):
+        raise ArgumentTypeError(
+            f"sentences must yield lists of tokens, got a {type(sentence).__name__} at {where}"
+            " (split your text into words first)"
+        )
+    return sentence
+
+
+def _iter_corpus_file(path: str | Path, block: int = 1 << 20) -> Iterator[list[str]]:
+    """Sentences of a text file (one per line, whitespace-separated), read block by block.
+
+    A line longer than ``MAX_SENTENCE_LEN`` words comes out in pieces of that many words, so a
+    file with one huge line (text8) streams too.
+    """
+    with open(path, "rb") as fin:
+        rest = b""
+        while True:
+            data = fin.read(block)
+            if not data:
+                break
+            data = rest + data
+            lines = data.split(b"\n")
+            rest = lines.pop()
+            if len(rest) > block:  # a very long line: emit all but its last (partial) token
+                cut = max(rest.rfind(b" "), rest.rfind(b"\t"))
+                if cut > 0:
+                    lines.append(rest[:cut])
+                    rest = rest[cut + 1 :]
+            for line in lines:
+                words = line.decode("utf8", errors="replace").split()
+                for s in range(0, len(words), MAX_SENTENCE_LEN):
+                    yield words[s : s + MAX_SENTENCE_LEN]
+        words = rest.decode("utf8", errors="replace").split()
+        for s in range(0, len(words), MAX_SENTENCE_LEN):
+            yield words[s : s + MAX_SENTENCE_LEN]
+
+
+def _sentences(sentences: Iterable[Any] | None, corpus_file: str | Path | None) -> Iterable[Any]:
+    if (sentences is None) == (corpus_file is None):
+        raise ArgumentError("pass exactly one of sentences and corpus_file")
+    if corpus_file is not None:
+        if not Path(corpus_file).is_file():
+            raise ArgumentError(f"corpus_file {str(corpus_file)!r} is not a file")
+
+        class _Reiterable:
+            def __iter__(self) -> Iterator[list[str]]:
+                return _iter_corpus_file(corpus_file)
+
+        return _Reiterable()
+    if iter(sentences) is sentences:  # type: ignore[arg-type]
+        raise ArgumentTypeError(
+            "sentences must be re-iterable (a list, or an object whose __iter__ starts over);"
+            " got a one-shot iterator or generator"
+        )
+    return sentences  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------ the model
+
+
+@export_model("word2vec", note="D1", paper="Mikolov et al. 2013")
+class Word2Vec:
+    """gensim-compatible Word2Vec (see the module docstring); trains at once given a corpus."""
+
+    batch_rows = 2048  # output rows per step: centres per step = batch_rows / rows per centre
+
+    def __init__(
+        self,
+        sentences: Iterable[Any] | None = None,
+        *,
+        corpus_file: str | Path | None = None,
+        vector_size: int = 100,
+        window: int = 5,
+        min_count: int = 5,
+        max_vocab_size: int | None = None,
+        sg: int = 0,
+        hs: int = 0,
+        negative: int = 5,
+        ns_exponent: float = 0.75,
+        cbow_mean: int = 1,
+        sample: float = 1e-3,
+        alpha: float = 0.025,
+        min_alpha: float = 1e-4,
+        epochs: int = 5,
+        shrink_windows: bool = True,
+        seed: int = 1,
+        workers: int = 3,
+        device: str | torch.device = "cpu",
+        batch_words: int = 10000,
+        progress: bool | None = None,
+        compute_loss: bool = False,
+    ) -> None:
+        for name, value, low in (
+            ("vector_size", vector_size, 1), ("window", window, 1), ("min_count", min_count, 1),
+            ("negative", negative, 0), ("epochs", epochs, 1), ("workers", workers, 1),
+            ("batch_words", batch_words, 1),
+        ):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ArgumentTypeError(f"{name} must be an int, got {value!r}")
+            if value < low:
+                raise ArgumentError(f"{name} must be >= {low}, got {value}")
+        if not negative and not hs:
+            raise ArgumentError("negative = 0 with hs = 0 leaves no output layer: set one")
+        if max_vocab_size is not None and max_vocab_size < 1:
+            raise ArgumentError(f"max_vocab_size must be >= 1 or None, got {max_vocab_size}")
+        for name, value in (("sample", sample), ("alpha", alpha), ("min_alpha", min_alpha)):
+            if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
+                raise ArgumentError(f"{name} must be a finite number >= 0, got {value!r}")
+        self.vector_size, self.window, self.min_count = int(vector_size), int(window), min_count
+        self.max_vocab_size, self.sg, self.hs, self.negative = (
+            max_vocab_size,
+            int(sg),
+            int(hs),
+            negative,
+        )
+        self.ns_exponent, self.cbow_mean, self.sample = float(ns_exponent), int(cbow_mean), sample
+        self.alpha, self.min_alpha, self.epochs = float(alpha), float(min_alpha), int(epochs)
+        self.shrink_windows, self.seed, self.workers = bool(shrink_windows), int(seed), workers
+        self.batch_words, self.progress = int(batch_words), progress
+        self.compute_loss, self._with_loss = bool(compute_loss), bool(compute_loss)
+        self.device = torch.device(device)
+        self.wv = KeyedVectors(self.vector_size)
+        self.corpus_count = self.corpus_total_words = 0
+        self.epochs_trained = self.words_trained = 0
+        self.running_training_loss = 0.0
+        self.syn1neg = self.syn1 = None
+        self.generator = torch.Generator(self.device).manual_seed(self.seed)
+        if sentences is not None or corpus_file is not None:
+            self.build_vocab(sentences, corpus_file=corpus_file)
+            self.train(sentences, corpus_file=corpus_file)
+
+    # ------------------------------------------------------------------------- vocabulary
+
+    def build_vocab(
+        self, corpus_iterable: Iterable[Any] | None = None, *, corpus_file: str | Path | None = None
+    ) -> None:
+        """Count the words, keep ``count >= min_count`` by descending count, reset the weights."""
+        sentences = _sentences(corpus_iterable, corpus_file)
+        counts: dict[str, int] = {}
+        min_reduce, n_sentences, total = 1, 0, 0
+        for n_sentences, sentence in enumerate(sentences, 1):
+            for word in _check_sentence(sentence, f"sentence {n_sentences}"):
+                counts[word] = counts.get(word, 0) + 1
+            total += len(sentence)
+            if self.max_vocab_size and len(counts) > self.max_vocab_size:
+                counts = {w: c for w, c in counts.items() if c > min_reduce}  # gensim's pruning
+                min_reduce += 1
+        if total == 0:
+            raise ArgumentError("sentences is empty: the corpus has no words")
+        kept = [(w, c) for w, c in counts.items() if c >= self.min_count]
+        if not kept:
+            raise ArgumentError(
+                f"min_count={self.min_count} leaves the vocabulary empty "
+                f"(the most frequent word occurs {max(counts.values())} times)"
+            )
+        kept.sort(key=lambda wc: -wc[1])  # stable: ties keep first-seen order
+        self.corpus_count, self.corpus_total_words = n_sentences, total
+        words = [w for w, _ in kept]
+        self._counts = np.array([c for _, c in kept], dtype=np.int64)
+        init = torch.rand(
+            len(words), self.vector_size, generator=self.generator, device=self.device
+        )
+        self._vectors = (init - 0.5) / self.vector_size  # word2vec.c's initialisation
+        self._set_vocabulary(words, self._counts)
+        v, d = len(words), self.vector_size
+        self.syn1neg = torch.zeros(v, d, device=self.device) if self.negative else None
+        self.syn1 = torch.zeros(max(v - 1, 1), d, device=self.device) if self.hs else None
+
+    def _set_vocabulary(self, words: list[str], counts: np.ndarray) -> None:
+        self.wv = KeyedVectors(self.vector_size)
+        self.wv.index_to_key = list(words)
+        self.wv.key_to_index = {w: i for i, w in enumerate(words)}
+        self.wv.counts = counts
+        self._sync_wv()
+        dev = self.device
+        self._keep = torch.tensor(keep_probabilities(counts, self.sample), device=dev).float()
+        noise = noise_distribution(counts, self.ns_exponent)
+        self._noise_cdf = torch.tensor(np.cumsum(noise), device=dev).float()
+        self._noise_cdf[-1] = 1.0 + 1e-6  # a draw of exactly 1.0 stays in range
+        if self.hs:
+            codes, points = huffman_tree(counts.tolist())
+            self._tree = padded_tree(codes, points, device=dev)
+            self._mean_code = float(np.mean([len(c) for c in codes]))
+
+    def _sync_wv(self) -> None:
+        self.wv.vectors = self._vectors.detach().cpu().numpy()
+        self.wv.norms = None
+
+    # ------------------------------------------------------------------------------ training
+
+    def _encoded_chunks(
+        self, sentences: Iterable[Any]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        """(word ids, sentence ids, raw word count) per chunk of about ``batch_words`` words."""
+        index = self.wv.key_to_index
+        ids: list[int] = []
+        sids: list[int] = []
+        raw = 0
+        for s, sentence in enumerate(sentences):
+            _check_sentence(sentence, f"sentence {s + 1}")
+            known = [index[w] for w in sentence if w in index]
+            ids.extend(known)
+            sids.extend([s] * len(known))
+            raw += len(sentence)
+            if len(ids) >= self.batch_words:
+                yield np.array(ids, dtype=np.int64), np.array(sids, dtype=np.int64), raw
+                ids, sids, raw = [], [], 0
+        if ids or raw:
+            yield np.array(ids, dtype=np.int64), np.array(sids, dtype=np.int64), raw
+
+    def _train_chunk(self, ids: torch.Tensor, sentence: torch.Tensor, alpha: float) -> float:
+        gen, dev = self.generator, self.device
+        if self.sample:
+            kept = torch.rand(len(ids), generator=gen, device=dev) < self._keep[ids]
+            ids, sentence = ids[kept], sentence[kept]
+        if len(ids) < 2:
+            return 0.0
+        if self.shrink_windows:
+            reduced = torch.randint(0, self.window, (len(ids),), generator=gen, device=dev)
+        else:
+            reduced = torch.zeros(len(ids), dtype=torch.long, device=dev)
+        pos, mask = reduced_windows(sentence, reduced, self.window)
+        has = mask.any(1)
+        centres = torch.nonzero(has)[:, 0]
+        vectors, loss = self._vectors, torch.zeros((), device=dev)
+        rows = (self.negative + 1 if self.negative else 0) + (self._mean_code if self.hs else 0)
+        step = max(32, int(self.batch_rows // max(rows, 1)))
+        for s in range(0, len(centres), step):
+            c = centres[s : s + step]
+            ctx_ids, ctx_mask = ids[pos[c]], mask[c]  # (N, 2W)
+            targets = ids[c]
+            if self.sg:  # each context word's vector predicts the centre word
+                h = vectors[ctx_ids]  # (N, 2W, D); masked slots are ignored
+                neu1e, part = self._output_layer(h, targets, alpha, ctx_mask)
+                vectors.index_add_(0, ctx_ids[ctx_mask], neu1e[ctx_mask])
+            else:  # the context's mean (or sum) predicts the centre word
+                m = ctx_mask.to(vectors.dtype)
+                size = m.sum(1, keepdim=True)
+                h = torch.bmm(m[:, None, :], vectors[ctx_ids])[:, 0]  # (N, D): the sum
+                if self.cbow_mean:
+                    h = h / size
+                neu1e, part = self._output_layer(h, targets, alpha, None)
+                if not self.cbow_mean:  # gensim spreads a summed context's error over its words
+                    neu1e = neu1e / size
+                counts = ctx_mask.sum(1)
+                vectors.index_add_(0, ctx_ids[ctx_mask], neu1e.repeat_interleave(counts, dim=0))
+            if part is not None:
+                loss += part
+        return float(loss) if self._with_loss else 0.0
+
+    def _output_layer(
+        self, h: torch.Tensor, targets: torch.Tensor, alpha: float, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        neu1e, loss, with_loss = None, None, self._with_loss
+        if self.hs:
+            neu1e, loss = hs_update(h, targets, self._tree, self.syn1, alpha, mask, with_loss)
+        if self.negative:  # one draw of K negatives per target, shared by its inputs
+            draw = torch.rand(
+                len(targets), self.negative, generator=self.generator, device=h.device
+            )
+            negatives = torch.searchsorted(self._noise_cdf, draw)
+            part, lns = ns_update(h, targets, negatives, self.syn1neg, alpha, mask, with_loss)
+            neu1e = part if neu1e is None else neu1e + part
+            loss = lns if loss is None else (loss + lns if lns is not None else loss)
+        assert neu1e is not None
+        return neu1e, loss
+
+    def train(
+        self,
+        corpus_iterable: Iterable[Any] | None = None,
+        *,
+        corpus_file: str | Path | None = None,
+        total_examples: int | None = None,
+        total_words: int | None = None,
+        epochs: int | None = None,
+        start_alpha: float | None = None,
+        end_alpha: float | None = None,
+        progress: bool | None = None,
+        compute_loss: bool | None = None,
+    ) -> tuple[int, int]:
+        """Train (or continue training) on a corpus; returns (effective words, raw words).
+
+        The learning rate falls from ``start_alpha`` (default ``alpha``) to ``end_alpha``
+        (default ``min_alpha``) over ``epochs`` passes of ``total_words`` words (default: the
+        corpus that ``build_vocab`` counted). ``total_examples`` is accepted for gensim's
+        calls and not needed.
+        """
+        if not self.wv.index_to_key:
+            raise ConfigError("the vocabulary is empty: call build_vocab first")
+        sentences = _sentences(corpus_iterable, corpus_file)
+        epochs = self.epochs if epochs is None else epochs
+        if epochs < 1:
+            raise ArgumentError(f"epochs must be >= 1, got {epochs}")
+        start = self.alpha if start_alpha is None else start_alpha
+        end = self.min_alpha if end_alpha is None else end_alpha
+        per_epoch = total_words or self.corpus_total_words
+        planned = max(per_epoch * epochs, 1)
+        show = progress if progress is not None else self.progress
+        show = sys.stderr.isatty() if show is None else show
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu":
+            torch.set_num_threads(min(self.workers, len(os.sched_getaffinity(0)) or 1))
+        done_raw = effective = 0
+        losses: list[float] = []
+        bar = _progress_bar() if show else None
+        compute_loss = self.compute_loss if compute_loss is None else compute_loss
+        self._with_loss = bool(compute_loss or show)
+        try:
+            task = (
+                bar.add_task("w2v", total=planned, epoch="", speed="", lr="", loss="")
+                if bar
+                else None
+            )
+            t0 = time.perf_counter()
+            with torch.no_grad(), bar if bar else _Null():
+                # an in-memory corpus is encoded once (its ids are smaller than its tokens)
+                cache = [] if isinstance(sentences, (list, tuple)) else None
+                for epoch in range(epochs):
+                    if cache and epoch:
+                        chunks: Iterable[Any] = cache
+                    else:
+                        chunks = self._encoded_chunks(sentences)
+                    for ids_np, sids_np, raw in chunks:
+                        if cache is not None and epoch == 0:
+                            cache.append((ids_np, sids_np, raw))
+                        frac = min(done_raw / planned, 1.0)
+                        alpha = start - (start - end) * frac
+                        ids = torch.from_numpy(ids_np).to(self.device)
+                        sids = torch.from_numpy(sids_np).to(self.device)
+                        loss = self._train_chunk(ids, sids, alpha)
+                        losses.append(loss)
+                        done_raw += raw
+                        effective += len(ids_np)
+                        if bar is not None:
+                            speed = done_raw / max(time.perf_counter() - t0, 1e-9)
+                            bar.update(task, completed=done_raw, epoch=f"{epoch + 1}/{epochs}",
+                                       speed=f"{speed:,.0f}", lr=f"{alpha:.5f}",
+                                       loss=f"{loss / max(len(ids_np), 1):.3f}")  # fmt: skip
+                    self.epochs_trained += 1
+        finally:
+            torch.set_num_threads(threads)
+        self.words_trained += done_raw
+        self.running_training_loss = float(sum(losses))
+        self._sync_wv()
+        return effective, done_raw
+
+    # -------------------------------------------------------------------------- save / load
+
+    def save(self, path: str | Path) -> None:
+        """Write ``path`` (safetensors weights) and ``path + ".json"`` (everything else)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tensors = {"vectors": self._vectors.cpu().contiguous()}
+        if self.syn1neg is not None:
+            tensors["syn1neg"] = self.syn1neg.cpu().contiguous()
+        if self.syn1 is not None:
+            tensors["syn1"] = self.syn1.cpu().contiguous()
+        save_file(tensors, str(path))
+        meta = {
+            "format": "paperlab-word2vec",
+            "version": 1,
+            "hyperparameters": {k: getattr(self, k) for k in HYPERPARAMETERS},
+            "vocabulary": self.wv.index_to_key,
+            "counts": self._counts.tolist(),
+            "training": {
+                "epochs_trained": self.epochs_trained,
+                "words_trained": self.words_trained,
+                "corpus_count": self.corpus_count,
+                "corpus_total_words": self.corpus_total_words,
+            },
+        }
+        Path(f"{path}.json").write_text(json.dumps(meta, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Word2Vec:
+        """Read a model written by ``save`` (no code runs: JSON and safetensors only)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        sidecar = Path(f"{path}.json")
+        if not path.is_file() or not sidecar.is_file():
+            raise ArgumentError(f"path {str(path)!r}: need the file and its {sidecar.name} sidecar")
+        meta = json.loads(sidecar.read_text())
+        if meta.get("format") != "paperlab-word2vec":
+            raise ArgumentError(f"{sidecar} is not a paperlab Word2Vec sidecar")
+        model = cls(**meta["hyperparameters"], device=device)
+        tensors = load_file(str(path), device=str(model.device))
+        counts = np.array(meta["counts"], dtype=np.int64)
+        model._counts = counts
+        model._vectors = tensors["vectors"]
+        model._set_vocabulary(meta["vocabulary"], counts)
+        model.syn1neg, model.syn1 = tensors.get("syn1neg"), tensors.get("syn1")
+        for key, value in meta["training"].items():
+            setattr(model, key, value)
+        return model
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("word2vec epoch {task.fields[epoch]}"),
+        BarColumn(),
+        TextColumn("{task.fields[speed]} words/s  lr {task.fields[lr]}  loss {task.fields[loss]}"),
+        TimeRemainingColumn(),
+        transient=False,
+    )

@@ -1,0 +1,332 @@
+"""D1 Word2Vec: gensim's formulas, word2vec.c's updates (float64 transcriptions), quality on
+gensim's shipped corpora beside gensim, save/load, streaming, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import require
+
+from paperlab.algorithms.huffman import huffman_tree
+from paperlab.errors import ArgumentError, ArgumentTypeError
+from paperlab.language.word2vec import (
+    Word2Vec,
+    hs_update,
+    keep_probabilities,
+    noise_distribution,
+    ns_update,
+    padded_tree,
+    reduced_windows,
+)
+
+# --------------------------------------------------------------- float64 word2vec.c, by hand
+
+
+def _sigmoid(f: float) -> float:
+    return 1.0 / (1.0 + math.exp(-f))
+
+
+def _c_sg_neg(syn0, syn1neg, word, last_word, negatives, alpha):
+    """word2vec.c's skip-gram negative-sampling step for one (word, context) pair."""
+    l1 = last_word
+    neu1e = np.zeros(syn0.shape[1])
+    for d in range(len(negatives) + 1):
+        if d == 0:
+            target, label = word, 1.0
+        else:
+            target, label = negatives[d - 1], 0.0
+            if target == word:
+                continue
+        f = float(syn0[l1] @ syn1neg[target])
+        if f > 6:
+            g = (label - 1) * alpha
+        elif f < -6:
+            g = (label - 0) * alpha
+        else:
+            g = (label - _sigmoid(f)) * alpha
+        neu1e += g * syn1neg[target]
+        syn1neg[target] += g * syn0[l1]
+    syn0[l1] += neu1e
+
+
+def _c_sg_hs(syn0, syn1, last_word, code, point, alpha):
+    """word2vec.c's skip-gram hierarchical-softmax step for one pair."""
+    l1 = last_word
+    neu1e = np.zeros(syn0.shape[1])
+    for d in range(len(code)):
+        l2 = point[d]
+        f = float(syn0[l1] @ syn1[l2])
+        if f <= -6 or f >= 6:
+            continue
+        g = (1 - code[d] - _sigmoid(f)) * alpha
+        neu1e += g * syn1[l2]
+        syn1[l2] += g * syn0[l1]
+    syn0[l1] += neu1e
+
+
+@pytest.mark.parametrize("scale", [0.3, 4.0], ids=["inside", "clipped"])
+def test_one_negative_sampling_update_equals_word2vec_c(scale):
+    rng = np.random.default_rng(0)
+    v, d = 12, 8
+    syn0 = rng.standard_normal((v, d)) * scale
+    syn1neg = rng.standard_normal((v, d)) * scale
+    word, context, negatives, alpha = 3, 7, [5, 3, 0, 9], 0.025  # negative 3 == target: skipped
+    ref0, ref1 = syn0.copy(), syn1neg.copy()
+    _c_sg_neg(ref0, ref1, word, context, negatives, alpha)
+
+    w0, w1 = torch.tensor(syn0), torch.tensor(syn1neg)
+    neu1e, loss = ns_update(
+        w0[[context]], torch.tensor([word]), torch.tensor([negatives]), w1, alpha
+    )
+    w0.index_add_(0, torch.tensor([context]), neu1e)
+    np.testing.assert_allclose(w0.numpy(), ref0, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(w1.numpy(), ref1, atol=1e-12, rtol=0)
+    f = [float(syn0[context] @ syn1neg[t]) for t in (word, 5, 0, 9)]
+    expect = -math.log(_sigmoid(f[0])) - sum(math.log(_sigmoid(-x)) for x in f[1:])
+    assert float(loss) == pytest.approx(expect, rel=1e-10)
+
+
+@pytest.mark.parametrize("scale", [0.3, 3.0], ids=["inside", "skipped"])
+def test_one_hierarchical_softmax_update_equals_word2vec_c(scale):
+    rng = np.random.default_rng(1)
+    counts = [40, 30, 9, 8, 5, 3, 2, 1]
+    codes, points = huffman_tree(counts)
+    v, d = len(counts), 8
+    syn0 = rng.standard_normal((v, d)) * scale
+    syn1 = rng.standard_normal((v - 1, d)) * scale
+    tree = padded_tree(codes, points)
+    for word, context in ((7, 2), (0, 5), (3, 3)):
+        ref0, ref1 = syn0.copy(), syn1.copy()
+        _c_sg_hs(ref0, ref1, context, codes[word], points[word], 0.05)
+        w0, w1 = torch.tensor(syn0), torch.tensor(syn1)
+        neu1e, _ = hs_update(w0[[context]], torch.tensor([word]), tree, w1, 0.05)
+        w0.index_add_(0, torch.tensor([context]), neu1e)
+        np.testing.assert_allclose(w0.numpy(), ref0, atol=1e-12, rtol=0)
+        np.testing.assert_allclose(w1.numpy(), ref1, atol=1e-12, rtol=0)
+
+
+def test_grouped_update_is_the_sum_of_pair_updates_from_the_same_weights():
+    """Hogwild within a batch: every pair reads the old weights, the updates add up."""
+    rng = np.random.default_rng(2)
+    v, d, n, m, k = 20, 6, 5, 4, 3
+    syn0, syn1 = rng.standard_normal((v, d)) * 0.5, rng.standard_normal((v, d)) * 0.5
+    inputs = rng.integers(0, v, (n, m))
+    mask = rng.random((n, m)) < 0.7
+    targets, negatives = rng.integers(0, v, n), rng.integers(0, v, (n, k))
+    w1 = torch.tensor(syn1)
+    neu1e, _ = ns_update(torch.tensor(syn0[inputs]), torch.tensor(targets),
+                         torch.tensor(negatives), w1, 0.1, torch.tensor(mask))  # fmt: skip
+    expect_out, expect_in = syn1.copy(), np.zeros((n, m, d))
+    for i in range(n):
+        for j in range(m):
+            if not mask[i, j]:
+                continue
+            one = torch.tensor(syn1)
+            e, _ = ns_update(torch.tensor(syn0[[inputs[i, j]]]), torch.tensor([targets[i]]),
+                             torch.tensor(negatives[i][None]), one, 0.1)  # fmt: skip
+            expect_out += one.numpy() - syn1
+            expect_in[i, j] = e[0].numpy()
+    np.testing.assert_allclose(w1.numpy(), expect_out, atol=1e-12)
+    np.testing.assert_allclose(neu1e.numpy() * mask[..., None], expect_in, atol=1e-12)
+
+
+def test_reduced_windows_equal_a_loop():
+    rng = np.random.default_rng(3)
+    window = 3
+    sentence = torch.tensor(np.repeat([0, 1, 2, 3], [5, 1, 7, 4]))
+    reduced = torch.tensor(rng.integers(0, window, len(sentence)))
+    pos, mask = reduced_windows(sentence, reduced, window)
+    got = {
+        (i, int(pos[i, c])) for i in range(len(sentence)) for c in range(2 * window) if mask[i, c]
+    }
+    expect = set()
+    for i in range(len(sentence)):
+        b = int(reduced[i])
+        for j in range(i - window + b, i + window - b + 1):
+            if j != i and 0 <= j < len(sentence) and sentence[j] == sentence[i]:
+                expect.add((i, j))
+    assert got == expect
+
+
+# ------------------------------------------------------------------------ gensim's formulas
+
+
+@pytest.fixture(scope="module")
+def lee():
+    utils, test_utils = require("gensim.utils"), require("gensim.test.utils")
+    with open(test_utils.datapath("lee_background.cor")) as f:
+        return [utils.simple_preprocess(line) for line in f]
+
+
+def test_vocabulary_subsampling_and_noise_equal_gensim(lee):
+    word2vec = require("gensim.models.word2vec")
+    theirs = word2vec.Word2Vec(min_count=5, sample=1e-3, ns_exponent=0.75, workers=1)
+    theirs.build_vocab(lee)
+    ours = Word2Vec(min_count=5, sample=1e-3)
+    ours.build_vocab(lee)
+    assert sorted(ours.wv.index_to_key) == sorted(theirs.wv.index_to_key)
+    counts = [theirs.wv.get_vecattr(w, "count") for w in ours.wv.index_to_key]
+    assert list(ours.wv.counts) == counts  # ours sorted by descending count too
+    assert all(np.diff(ours.wv.counts) <= 0)
+    g_keep = np.array([theirs.wv.get_vecattr(w, "sample_int") for w in ours.wv.index_to_key])
+    keep = keep_probabilities(ours.wv.counts, 1e-3)
+    assert keep.min() < 0.2  # subsampling does something on this corpus
+    np.testing.assert_allclose(keep * (2**32 - 1), g_keep, atol=1.0)
+    order = [theirs.wv.key_to_index[w] for w in theirs.wv.index_to_key]
+    g_counts = np.array([theirs.wv.get_vecattr(i, "count") for i in order])
+    g_noise = np.diff(theirs.cum_table, prepend=0) / theirs.cum_table[-1]
+    np.testing.assert_allclose(noise_distribution(g_counts, 0.75), g_noise, atol=2e-9)
+    for exponent in (0.0, 1.0, -0.5):
+        p = noise_distribution([4, 2, 1], exponent)
+        np.testing.assert_allclose(
+            p, np.array([4, 2, 1.0]) ** exponent / sum([4**exponent, 2**exponent, 1])
+        )
+
+
+def test_drawn_negatives_follow_the_noise_distribution(lee):
+    model = Word2Vec(min_count=5)
+    model.build_vocab(lee)
+    draws = torch.searchsorted(model._noise_cdf, torch.rand(400_000, generator=model.generator))
+    freq = np.bincount(draws.numpy(), minlength=len(model.wv)) / 400_000
+    p = noise_distribution(model.wv.counts, 0.75)
+    assert np.abs(freq[:20] - p[:20]).max() < 4 * np.sqrt(p[0] / 400_000)
+
+
+# --------------------------------------------------------------------- quality beside gensim
+
+
+def _bombings_rank(model):
+    sims = [w for w, _ in model.wv.most_similar("attacks", topn=len(model.wv))]
+    return sims.index("bombings")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(sg=1, window=4, hs=0, negative=15, min_count=5, epochs=10),
+    ],
+    ids=["sg_neg"],
+)  # fmt: skip
+def test_lee_sanity_bar_of_gensim(lee, params):
+    """gensim's test_word2vec.py model_sanity, with its hyperparameters."""
+    model = Word2Vec(lee, workers=1, seed=1, **params)
+    assert _bombings_rank(model) < 50
+    sims = [w for w, _ in model.wv.most_similar([model.wv["attacks"]], topn=51)]
+    assert "attacks" in sims and "bombings" in sims
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(sg=1, window=4, hs=1, negative=0, min_count=5, epochs=10),
+        dict(sg=0, cbow_mean=1, alpha=0.1, window=2, hs=1, negative=0, min_count=5, epochs=60),
+        dict(
+            sg=0,
+            cbow_mean=1,
+            alpha=0.05,
+            window=5,
+            hs=0,
+            negative=15,
+            min_count=5,
+            epochs=10,
+            sample=0,
+        ),
+        dict(sg=0, cbow_mean=0, alpha=0.05, window=5, hs=0, negative=15, min_count=5, epochs=10),
+    ],
+    ids=["sg_hs", "cbow_hs", "cbow_neg", "cbow_sum_neg"],
+)
+def test_lee_sanity_bar_of_gensim_more(lee, params):
+    assert _bombings_rank(Word2Vec(lee, workers=1, seed=1, **params)) < 50
+
+
+def _head500():
+    word2vec, test_utils = require("gensim.models.word2vec"), require("gensim.test.utils")
+    corpus = list(word2vec.LineSentence(test_utils.datapath("head500.noblanks.cor.bz2")))
+    return word2vec, corpus, test_utils.datapath("wordsim353.tsv")
+
+
+def _spearman_beside_gensim(epochs):
+    word2vec, corpus, wordsim = _head500()
+    ours = Word2Vec(corpus, min_count=3, epochs=epochs, workers=1, seed=1)
+    theirs = word2vec.Word2Vec(corpus, min_count=3, epochs=epochs, workers=1, seed=1)
+    return ours.wv.evaluate_word_pairs(wordsim)[1][0], theirs.wv.evaluate_word_pairs(wordsim)[1][0]
+
+
+def test_head500_wordsim_short_run_beside_gensim():
+    ours, theirs = _spearman_beside_gensim(epochs=3)
+    assert ours >= theirs - 0.05, (ours, theirs)
+
+
+@pytest.mark.slow
+def test_head500_wordsim_spearman_beside_gensim():
+    """gensim's test_evaluate_word_pairs settings (min_count 3, 20 epochs)."""
+    ours, theirs = _spearman_beside_gensim(epochs=20)
+    assert ours >= theirs - 0.05, (ours, theirs)
+    assert ours > 0.35
+
+
+# ------------------------------------------------------------ streaming, save/load, errors
+
+
+def test_corpus_file_streams_like_sentences(lee, tmp_path):
+    path = tmp_path / "lee.txt"
+    path.write_text("\n".join(" ".join(s) for s in lee) + "\n")
+    a = Word2Vec(min_count=5, workers=1)
+    a.build_vocab(lee)
+    b = Word2Vec(min_count=5, workers=1)
+    b.build_vocab(corpus_file=path)
+    assert a.wv.index_to_key == b.wv.index_to_key and list(a.wv.counts) == list(b.wv.counts)
+    effective, raw = b.train(corpus_file=path, epochs=1)
+    assert raw == sum(map(len, lee)) and 0 < effective < raw
+    long_line = tmp_path / "one_line.txt"  # text8-style: one line, split into 10000-word pieces
+    long_line.write_text(" ".join(["a b c d"] * 6000))
+    model = Word2Vec(corpus_file=long_line, min_count=1, epochs=1, vector_size=8, workers=1)
+    assert model.corpus_count == 3 and model.corpus_total_words == 24000
+
+
+def test_same_seed_same_vectors_and_save_load_roundtrip(lee, tmp_path):
+    small = lee[:100]
+    kw = dict(min_count=2, vector_size=16, epochs=2, hs=1, negative=3, sg=1, workers=1)
+    a, b = Word2Vec(small, **kw), Word2Vec(small, **kw)
+    np.testing.assert_array_equal(a.wv.vectors, b.wv.vectors)
+    path = tmp_path / "model.safetensors"
+    a.save(path)
+    assert (tmp_path / "model.safetensors.json").is_file()
+    c = Word2Vec.load(path)
+    np.testing.assert_array_equal(c.wv.vectors, a.wv.vectors)
+    assert c.wv.index_to_key == a.wv.index_to_key and c.sg == 1 and c.hs == 1
+    assert torch.equal(c.syn1neg, a.syn1neg) and torch.equal(c.syn1, a.syn1)
+    assert c.epochs_trained == 2 and c.words_trained == a.words_trained
+    before = c.wv.vectors.copy()
+    c.train(small, epochs=1)  # continues training
+    assert c.epochs_trained == 3 and not np.array_equal(before, c.wv.vectors)
+    with open(f"{path}.json") as f:
+        assert "pickle" not in f.read()
+
+
+def test_bad_input_names_the_argument(lee):
+    with pytest.raises(ArgumentError, match="sentences is empty"):
+        Word2Vec([[]])
+    with pytest.raises(ArgumentError, match="sentences is empty"):
+        Word2Vec([])
+    with pytest.raises(ArgumentError, match="min_count"):
+        Word2Vec([["a", "b"]], min_count=5)
+    with pytest.raises(ArgumentError, match="window"):
+        Word2Vec(window=0)
+    with pytest.raises(ArgumentError, match="negative = 0 with hs = 0"):
+        Word2Vec(negative=0, hs=0)
+    with pytest.raises(ArgumentTypeError, match="vector_size"):
+        Word2Vec(vector_size=2.5)
+    with pytest.raises(ArgumentTypeError, match="sentences must yield lists"):
+        Word2Vec(["a sentence as a string"])
+    with pytest.raises(ArgumentTypeError, match="re-iterable"):
+        Word2Vec(s for s in lee)
+    with pytest.raises(ArgumentError, match="corpus_file"):
+        Word2Vec(corpus_file="/nonexistent/file.txt")
+    model = Word2Vec(lee[:50], min_count=2, vector_size=8, epochs=1, workers=1)
+    with pytest.raises(KeyError, match="qwertyuiop"):
+        model.wv.most_similar("qwertyuiop")
