@@ -6,6 +6,7 @@ from paperlab.video.oadtr import (
     OadTR,
     OadTRConfig,
     OadTRStream,
+    TRNDetector,
     oadtr_loss,
     sliding_windows,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "OadTRConfig",
     "OadTRStream",
     "Stream",
+    "TRNDetector",
     "make_streams",
     "oadtr_loss",
     "read_video",

@@ -32,8 +32,8 @@ first layer that is the same sum). Windows at the start of a stream are left-pad
 features (``sliding_windows``); ``OadTRStream.step`` keeps the window as frames arrive and
 returns exactly what the batched model gives for that window.
 
-The baseline ``LSTMDetector`` reads the same window with an LSTM and classifies the current
-frame from its last hidden state.
+The baselines: ``LSTMDetector`` reads the same window with an LSTM and classifies the current
+frame from its last hidden state; ``TRNDetector`` adds TRN's LSTM decoder of the future.
 
 Shapes: windows (B, W, F); logits (B, C) for the current frame and (B, Q, C) for the future,
 C = K + 2 classes (background 0, K actions, ambiguous K + 1).
@@ -304,6 +304,53 @@ class LSTMDetector(nn.Module):
                              f"{tuple(windows.shape)}")
         out, _ = self.lstm(windows)
         return OadTROutput(self.head(self.drop(out[:, -1])), None)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class TRNDetector(nn.Module):
+    """TRN's idea (Xu et al., ICCV 2019, "Temporal Recurrent Networks for Online Action
+    Detection") on a window: an LSTM encoder reads the window; an LSTM decoder starts from its
+    state and runs Q steps, each predicting a future frame's class and feeding that prediction
+    back as its next input; the current frame is classified from [encoder state ; mean
+    decoder state] -- the recurrent counterpart of OadTR's decoder. (TRN proper also feeds the
+    future representation into the next encoder step; with the encoder re-run on each window
+    it goes straight to the classifier.) windows (B, W, F) -> ``OadTROutput`` (B, C), (B, Q, C).
+    """
+
+    def __init__(self, feature_dim: int = 16, num_classes: int = 6, hidden: int = 48,
+                 future: int = 8, dropout: float = 0.1) -> None:
+        super().__init__()
+        check_int("feature_dim", feature_dim, minimum=1)
+        check_int("num_classes", num_classes, minimum=2)
+        check_int("hidden", hidden, minimum=1)
+        self.future = check_int("future", future, minimum=1)
+        self.encoder = nn.LSTM(feature_dim, hidden, batch_first=True)
+        self.decoder = nn.LSTMCell(hidden, hidden)
+        self.feedback = nn.Linear(num_classes, hidden)
+        self.future_head = nn.Linear(hidden, num_classes)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * hidden, num_classes)
+
+    def forward(self, windows: torch.Tensor) -> OadTROutput:
+        if windows.dim() != 3 or windows.shape[-1] != self.encoder.input_size:
+            raise ShapeError(f"windows must be (B, W, {self.encoder.input_size}), got "
+                             f"{tuple(windows.shape)}")
+        _, (h, c) = self.encoder(windows)
+        h, c = h[-1], c[-1]
+        summary = h
+        step_in = torch.zeros_like(h)
+        states, logits = [], []
+        for _ in range(self.future):
+            h, c = self.decoder(step_in, (h, c))
+            lg = self.future_head(h)
+            states.append(h)
+            logits.append(lg)
+            step_in = self.feedback(torch.softmax(lg, dim=-1))
+        mean = torch.stack(states, dim=1).mean(dim=1)
+        current = self.head(self.drop(torch.cat((summary, mean), dim=-1)))
+        return OadTROutput(current, torch.stack(logits, dim=1))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

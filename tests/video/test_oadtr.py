@@ -11,6 +11,7 @@ from paperlab.video.oadtr import (
     LSTMDetector,
     OadTR,
     OadTRStream,
+    TRNDetector,
     future_targets,
     oadtr_loss,
     sliding_windows,
@@ -93,3 +94,12 @@ def test_task_token_attention_is_a_distribution():
     a = task_token_attention(model, torch.randn(4, 6, 5))
     assert a.shape == (4, 7) and torch.allclose(a.sum(-1), torch.ones(4))
     assert model.training  # the mode is restored
+
+
+def test_trn_predicts_the_future_and_trains():
+    torch.manual_seed(3)
+    model = TRNDetector(5, 4, hidden=8, future=3)
+    out = model(torch.randn(6, 6, 5))
+    assert out.current.shape == (6, 4) and out.future.shape == (6, 3, 4)
+    oadtr_loss(out, torch.randint(0, 4, (6,)), torch.randint(0, 4, (6, 3))).backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -13,7 +13,9 @@ Every model reads the same window of the last W frames and labels its last frame
   Q = 4 future frames, loss CE + 0.5 CE(future));
 - ``no-task-token``: the current frame's encoder output instead of the task token;
 - ``no-decoder``: the task token alone, no future loss;
-- ``lstm``: an LSTM (hidden 48, about half OadTR's parameters: 13k vs 24k) over the window.
+- ``lstm``: an LSTM (hidden 48, about half OadTR's parameters: 13k vs 24k) over the window;
+- ``trn`` (``full`` only, a metric, no claim; its learning rate not tuned): the LSTM with
+  TRN's decoder of the future (``TRNDetector``), trained with the same loss as OadTR.
 
 Each is trained the same way (AdamW, weight decay 0.01, batches of 64 random windows, the
 same number of steps); the learning rate 3e-3 was picked per model from {1e-3, 3e-3} on
@@ -66,6 +68,7 @@ from paperlab.registry import export_experiment
 from paperlab.video.oadtr import (
     LSTMDetector,
     OadTR,
+    TRNDetector,
     future_targets,
     oadtr_loss,
     sliding_windows,
@@ -100,6 +103,8 @@ def windows_of(n: int, seed: int, window: int, length: int, dur_max: int
 def build(name: str, window: int, dim: int) -> torch.nn.Module:
     if name == "lstm":
         return LSTMDetector(FEATURES, CLASSES, hidden=48)
+    if name == "trn":
+        return TRNDetector(FEATURES, CLASSES, hidden=48, future=FUTURE)
     return OadTR(feature_dim=FEATURES, num_classes=CLASSES, window=window, dim=dim, depth=1,
                  num_heads=4, ffn_dim=2 * dim, future=FUTURE, dropout=0.1,
                  task_token=name != "no-task-token", decoder=name != "no-decoder")
@@ -172,7 +177,7 @@ def run_seed(seed: int, cfg: dict[str, Any]) -> dict[str, Any]:
     test_x, test_y, _ = windows_of(cfg["test_streams"], seed + 10_000, w, cfg["length"],
                                    cfg["dur_max"])
     out: dict[str, Any] = {"mAP": {}, "parameters": {}, "final_loss": {}}
-    for name in MODELS:
+    for name in cfg["models"]:
         torch.manual_seed(seed)
         model = build(name, w, cfg["dim"])
         if name == "oadtr":
@@ -192,11 +197,12 @@ def run_seed(seed: int, cfg: dict[str, Any]) -> dict[str, Any]:
 def _figure(ctx: Context, runs: list[dict[str, Any]], seeds: list[int], window: int) -> None:
     plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
-    for j, name in enumerate(MODELS):
+    names = list(runs[0]["mAP"])
+    for j, name in enumerate(names):
         vals = [r["mAP"][name] for r in runs]
         ax.bar(j, float(np.mean(vals)), color=f"C{j}", alpha=0.6)
         ax.plot([j] * len(vals), vals, "k.", ms=6)
-    ax.set_xticks(range(len(MODELS)), MODELS)
+    ax.set_xticks(range(len(names)), names)
     lo = min(min(r["mAP"].values()) for r in runs)
     ax.set_ylim(max(0.0, lo - 0.1), 1.0)
     ax.set_ylabel("per-frame mAP (held-out streams)")
@@ -232,6 +238,7 @@ def oadtr_vs_lstm(ctx: Context) -> Result:
         "test_streams": ctx.pick(smoke=2, quick=8, full=16),
         "length": ctx.pick(smoke=120, quick=400, full=600),
         "dur_max": ctx.pick(smoke=16, quick=32, full=48),
+        "models": MODELS + (("trn",) if ctx.size == "full" else ()),
     }
     seeds = ctx.seeds(3)
     threads = torch.get_num_threads()
@@ -260,10 +267,10 @@ def oadtr_vs_lstm(ctx: Context) -> Result:
                          ">=", START_RATIO, control=[r["untrained_start_ratio"] for r in runs]),
     ]
     _figure(ctx, runs, seeds, cfg["window"])
-    mean = {n: float(np.mean([r["mAP"][n] for r in runs])) for n in MODELS}
+    mean = {n: float(np.mean([r["mAP"][n] for r in runs])) for n in cfg["models"]}
     metrics = {"config": cfg, "seeds": seeds, "lr": LR, "mean_mAP": mean,
                "per_seed": [{k: v for k, v in r.items() if k != "attention"} for r in runs],
                "attention_seed0": runs[0]["attention"]}
     summary = "per-frame mAP (mean of 3 seeds): " + ", ".join(
-        f"{n} {mean[n]:.3f}" for n in MODELS)
+        f"{n} {mean[n]:.3f}" for n in cfg["models"])
     return Result(summary=summary, metrics=metrics, claims=claims, figures=list(ctx.figures))
