@@ -3,5 +3,25 @@ diffusion.
 """
 
 from paperlab.generative.autoregressive import FVSBN, MADE, NADE
+from paperlab.generative.samplers import (
+    DDIMSampler,
+    DDPMSampler,
+    StepOutput,
+    ddpm_loss,
+    drop_condition,
+    guided_output,
+)
+from paperlab.generative.schedules import NoiseSchedule
 
-__all__ = ["FVSBN", "MADE", "NADE"]
+__all__ = [
+    "DDIMSampler",
+    "DDPMSampler",
+    "FVSBN",
+    "MADE",
+    "NADE",
+    "NoiseSchedule",
+    "StepOutput",
+    "ddpm_loss",
+    "drop_condition",
+    "guided_output",
+]
