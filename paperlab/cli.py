@@ -323,6 +323,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.no_progress:
         cfg.progress = False
     cfg.validate()
+    if entry.meta.get("own_loop"):  # a recipe that is not trained by the Trainer (word2vec)
+        return entry.obj(cfg, device=args.device)
     env = init_from_env(args.device)
     try:
         summary = train(args.recipe, cfg, resume=args.resume, env=env)
