@@ -17,9 +17,11 @@ duplicate image, category or annotation ids, annotations and detections on an un
 id or category id.
 An empty detection list is valid (pycocotools' ``loadRes`` crashes on it).
 
-Where pycocotools is looser we say so: ``iscrowd`` defaults to 0 and ``area`` to ``w * h``
-when absent (pycocotools raises ``KeyError``); an ``ignore`` key is ignored, as in
-pycocotools (its ``_prepare`` overwrites it with ``iscrowd``).
+Where we differ from pycocotools: ``iscrowd`` defaults to 0 and ``area`` to ``w * h`` when
+absent (pycocotools raises ``KeyError``); a detection or annotation of a category or image the
+ground truth does not list raises (pycocotools drops it silently); duplicate ids raise
+(pycocotools' index keeps the last one). An ``ignore`` key is ignored, as in pycocotools
+(its ``_prepare`` overwrites it with ``iscrowd``).
 
 Validation is vectorised: the fields are gathered once into numpy arrays; only when that
 fails does a loop walk the entries to name the first bad one.

@@ -30,12 +30,13 @@ detections as false positives; a class without ground truth is -1 and left out o
 
 Paper/code: Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge", IJCV 2010;
 Lin et al., "Microsoft COCO", ECCV 2014; pycocotools' ``cocoeval.py`` (whose every rule this
-file follows; ``coco_evaluate`` equals it to ~1e-16, see tests/detection/test_map.py).
+file follows; ``coco_evaluate`` equals it, tested to 1e-12, in tests/detection/test_map.py).
 
-Vectorised: the IoUs of every (detection, object) pair of the same image and class in one call;
-matching over all 4 area ranges x 10 IoU thresholds at once, one step per rank of detection
-within its image and class (only detections with an IoU >= .5 candidate take part); the
-accumulation over all classes at once by segmented cumulative sums.
+Vectorised with numpy: the IoUs of every (detection, object) pair of the same image and class
+in one call; the greedy matching of all images, classes, 4 area ranges and 10 IoU thresholds
+at once, one step per rank of detection within its image and class (only detections with an
+IoU >= .5 candidate take part: the others match nothing at any threshold); the accumulation of
+all classes at once, visiting only the true positives (``_accumulate`` says why that suffices).
 """
 
 from __future__ import annotations

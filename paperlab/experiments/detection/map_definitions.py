@@ -25,6 +25,13 @@ images per seed, pilot values in brackets):
    numbers and precision array and pycocotools' is <= 1e-12 on each seed. Control: the VOC
    all-point mAP against pycocotools' AP50, a neighbouring definition the same check must
    reject.
+
+Recorded (quick, 300 images per seed): claim 1 gives 0.0107, 0.0160, 0.0224 on seeds 0-2 and
+0.0126 on seed 3 (control 1e-17: the 11 sampled ones sum to 1 within rounding); claim 2 gives
+0.235, 0.127, 0.067 and 0.121 on seed 3; claim 3 gives 0.0 on every seed (control 0.0023,
+0.0017, 0.0006). At mAP level the 11-point definition is 0.002-0.022 below the all-point one.
+Full size (2,000 images): 0.014, 0.016, 0.011; 0.118, 0.107, 0.097; 0.0. Quick takes about
+7 s of CPU time, most of it in pycocotools.
 """
 
 from __future__ import annotations
