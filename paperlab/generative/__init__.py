@@ -12,6 +12,7 @@ from paperlab.generative.samplers import (
     guided_output,
 )
 from paperlab.generative.schedules import NoiseSchedule
+from paperlab.generative.unet import UNet, UNetConfig
 
 __all__ = [
     "DDIMSampler",
@@ -21,6 +22,8 @@ __all__ = [
     "NADE",
     "NoiseSchedule",
     "StepOutput",
+    "UNet",
+    "UNetConfig",
     "ddpm_loss",
     "drop_condition",
     "guided_output",
