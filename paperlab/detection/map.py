@@ -320,7 +320,7 @@ def _evaluate(gt: COCOGroundTruth, dt: COCODetections) -> COCOResult:
     d_ord, d_key, rank = d_ord[keep], d_key[keep], rank[keep]
     d_box = dt.boxes[d_ord]
     d_area = d_box[:, 2] * d_box[:, 3]
-    tp_ok, dt_ign = _match(d_key, rank, d_box, g_key, g_box, g_crowd, g_ign, g_id_ok)
+    tp_ok, dt_ign = _match(d_key, d_box, g_key, g_box, g_crowd, g_ign, g_id_ok)
     d_out = (d_area[None, :] < lo[:, None]) | (d_area[None, :] > hi[:, None])  # (A, D)
     dt_ign |= ~tp_ok & d_out[:, None, :]
     tps = tp_ok & ~dt_ign  # (A, T, D); the false positives are the rest, less dt_ign
@@ -345,12 +345,12 @@ def _evaluate(gt: COCOGroundTruth, dt: COCODetections) -> COCOResult:
     return COCOResult(stats, precision, recall, per_category, gt.category_ids.copy())
 
 
-def _match(d_key, rank, d_box, g_key, g_box, g_crowd, g_ign, g_id_ok):
+def _match(d_key, d_box, g_key, g_box, g_crowd, g_ign, g_id_ok):
     """COCO's greedy matching for every (area range, IoU threshold) at once.
 
     Returns ``tp_ok`` (A, T, D): matched to an object whose id is not 0, and ``dt_ign`` (A, T,
-    D): matched to an ignored object. Detections (grouped by key, rank = order inside the
-    group) take part only if some object of their group has IoU >= .5 with them; the others
+    D): matched to an ignored object. Detections (grouped by key, by score inside a group)
+    take part only if some object of their group has IoU >= .5 with them; the others
     match nothing at any threshold. Step s handles the s-th such detection of every group.
     """
     A, T, D = g_ign.shape[0], len(IOU_THRESHOLDS), len(d_key)

@@ -3,10 +3,15 @@
 Each call goes from the in-memory COCO structures (a ground-truth dict and a detection list,
 as a user holds them after ``json.load``) to the 12 summary numbers: for the references that is
 ``COCO`` + ``loadRes`` + ``COCOeval`` ``evaluate/accumulate/summarize``; for ours validation
-(``coco.py``) + evaluation. Synthetic data from ``data/synthetic/detections.py`` (about 5.7
+(``coco.py``) + evaluation. Synthetic data from ``data/synthetic/detections.py`` (about 5.5
 objects and 20 detections per image, 10 + 2 unused categories, crowd regions, empty images,
 ties in score). Before timing, the three results are asserted equal (12 numbers and the
-precision array to 1e-12).
+precision array to 1e-12). The 5,000-image size runs at most 3 repeats (pycocotools takes
+tens of seconds per call there).
+
+Measured on the shared 2-core machine under load (median of 7 / 3): 500 images, ours 0.18 s
+vs faster-coco-eval 0.53 s (0.35x) and 0.09 s vs pycocotools 5.1 s (0.02x); 5,000 images,
+ours 1.15 s vs faster-coco-eval 5.2 s (0.22x) and 1.3 s vs pycocotools 53 s (0.03x).
 """
 
 from __future__ import annotations
