@@ -3,6 +3,8 @@ verification.
 """
 
 from paperlab.face.align import ARCFACE_TEMPLATE, align_face, similarity_transform
+from paperlab.face.backbone import FaceBackbone
+from paperlab.face.detect import Face, detect_faces
 from paperlab.face.margin import (
     ArcFaceLoss,
     CombinedMarginLoss,
@@ -13,6 +15,8 @@ from paperlab.face.margin import (
     SphereFaceLoss,
     margin_logits,
 )
+from paperlab.face.mtcnn import MTCNN
+from paperlab.face.partial_fc import PartialFC
 from paperlab.face.verification import (
     VerificationResult,
     lfw_protocol,
@@ -25,6 +29,11 @@ from paperlab.face.verification import (
 
 __all__ = [
     "ARCFACE_TEMPLATE",
+    "Face",
+    "FaceBackbone",
+    "MTCNN",
+    "PartialFC",
+    "detect_faces",
     "align_face",
     "similarity_transform",
     "ArcFaceLoss",

@@ -104,3 +104,43 @@ def test_missing_weights_say_how_to_get_them(tmp_path):
         MTCNN(weights_dir=tmp_path)
     with pytest.raises(ShapeError, match="image"):
         MTCNN(pretrained=False).detect(np.zeros((10, 10), np.uint8))
+
+
+# --- detect_faces (face/detect.py) -----------------------------------------------------------
+
+
+def test_detect_faces_mtcnn_from_array_pil_and_path(detectors, tmp_path):
+    from paperlab.detection.boxes import box_iou
+    from paperlab.face.detect import Face, detect_faces
+
+    img = _image("astronaut")
+    boxes, scores, marks = detectors[0].detect(img)
+    faces = detect_faces(img)
+    assert len(faces) == 1 and isinstance(faces[0], Face)
+    np.testing.assert_allclose(faces[0].box, boxes[0].double().numpy())
+    np.testing.assert_allclose(faces[0].landmarks, marks[0].double().numpy())
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(img).save(path)
+    for source in (Image.fromarray(img), path, str(path)):
+        (face,) = detect_faces(source)
+        np.testing.assert_allclose(face.box, faces[0].box)
+    assert detect_faces(_image("coffee")) == []
+    # the Haar cascade finds the same face (no landmarks), and nothing in the coffee cup
+    require("cv2")
+    (haar,) = detect_faces(img, detector="haar")
+    assert haar.landmarks is None
+    iou = box_iou(torch.tensor(haar.box[None]), torch.tensor(faces[0].box[None]))
+    assert float(iou) > 0.5
+    assert detect_faces(_image("coffee"), detector="haar") == []
+
+
+def test_detect_faces_bad_input():
+    from paperlab.errors import ArgumentError
+    from paperlab.face.detect import detect_faces
+
+    with pytest.raises(ArgumentError, match="detector"):
+        detect_faces(np.zeros((10, 10, 3), np.uint8), detector="yolo")
+    with pytest.raises(ShapeError, match="image"):
+        detect_faces(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ArgumentError, match="not found"):
+        detect_faces("/nonexistent/face.jpg")
