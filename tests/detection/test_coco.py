@@ -11,6 +11,8 @@ import pytest
 from paperlab.data.formats.common import DataFormatError, MissingFileError
 from paperlab.detection.coco import load_detections, load_ground_truth
 
+pytestmark = pytest.mark.note("F4")
+
 
 def _gt():
     return {

@@ -9,7 +9,9 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from conftest import require
+from parity import assert_close
 
 from paperlab.data.synthetic.detections import synthetic_detections
 from paperlab.detection.map import (
@@ -23,7 +25,15 @@ from paperlab.detection.map import (
 )
 from paperlab.errors import ArgumentError, ShapeError
 
+pytestmark = pytest.mark.note("F4", reference="pycocotools COCOeval, VOC devkit formula")
+
 TOL = 1e-12
+
+
+def _close(ours, ref, what):
+    """assert_close on float64 copies (recorded in the parity report), tolerance 1e-12."""
+    as64 = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float64))  # noqa: E731
+    assert_close(as64(ours), as64(ref), atol=TOL, rtol=0.0, what=what)
 
 
 # ------------------------------------------------------------------ references (loops)
@@ -105,9 +115,9 @@ def _pycocotools(gt, dt):
 def _assert_equal_to_pycocotools(gt, dt):
     ref = _pycocotools(gt, dt)
     ours = coco_evaluate(gt, dt)
-    np.testing.assert_allclose(ours.stats, ref.stats, rtol=0, atol=TOL)
-    np.testing.assert_allclose(ours.precision, ref.eval["precision"], rtol=0, atol=TOL)
-    np.testing.assert_allclose(ours.recall, ref.eval["recall"], rtol=0, atol=TOL)
+    _close(ours.stats, ref.stats, "stats")
+    _close(ours.precision, ref.eval["precision"], "precision")
+    _close(ours.recall, ref.eval["recall"], "recall")
     return ours, ref
 
 
@@ -133,7 +143,7 @@ def test_voc_ap_equals_devkit_on_random_curves(use_07):
             rec = np.round(rec, 1)
         prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
         ours = voc_ap(rec, prec, use_07_metric=use_07)
-        assert abs(ours - _devkit_voc_ap(list(rec), list(prec), use_07)) <= TOL
+        _close(ours, _devkit_voc_ap(list(rec), list(prec), use_07), "voc_ap vs devkit loop")
 
 
 def _random_voc(rng, n_img=40, n_cls=4):
@@ -169,7 +179,7 @@ def test_voc_evaluate_equals_devkit_loop(use_07, plus):
                 assert np.isnan(ap)
                 continue
             ref = _devkit_voc_eval(gts, dets, label, use_07=use_07, plus=1.0 if plus else 0.0)
-            assert abs(ap - ref) <= TOL, (label, ap, ref)
+            _close(ap, ref, f"voc_evaluate AP of class {label} vs devkit loop")
         valid = [v for v in res.ap.values() if not np.isnan(v)]
         assert res.map == pytest.approx(np.mean(valid), abs=TOL)
 
@@ -222,7 +232,7 @@ def test_coco_ap_equals_accumulate_loop():
             if pi >= n:
                 break
             q[ri] = env[pi]
-        assert abs(coco_ap(rc, pr) - np.mean(q)) <= TOL
+        _close(coco_ap(rc, pr), np.mean(q), "coco_ap vs accumulate loop")
 
 
 def test_synthetic_detections_are_deterministic():
@@ -287,9 +297,9 @@ def test_coco_equals_faster_coco_eval():
     e.accumulate()
     e.summarize()
     ours = coco_evaluate(gt, dt)
-    np.testing.assert_allclose(ours.stats, e.stats, rtol=0, atol=TOL)
-    np.testing.assert_allclose(ours.precision, e.eval["precision"], rtol=0, atol=TOL)
-    np.testing.assert_allclose(ours.recall, e.eval["recall"], rtol=0, atol=TOL)
+    _close(ours.stats, e.stats, "stats vs faster-coco-eval")
+    _close(ours.precision, e.eval["precision"], "precision vs faster-coco-eval")
+    _close(ours.recall, e.eval["recall"], "recall vs faster-coco-eval")
 
 
 def test_coco_box_iou_equals_pycocotools_mask_iou():
@@ -301,7 +311,7 @@ def test_coco_box_iou_equals_pycocotools_mask_iou():
     g[5] = d[7]  # identical
     crowd = rng.random(20) < 0.4
     ref = mask.iou(d.tolist(), g.tolist(), crowd.astype(np.uint8).tolist())
-    np.testing.assert_allclose(coco_box_iou(d, g, crowd), ref, rtol=0, atol=1e-15)
+    _close(coco_box_iou(d, g, crowd), ref, "COCO box IoU vs pycocotools.mask.iou")
     # a crowd region: intersection over the detection's area
     inside = coco_box_iou([[10, 10, 5, 5]], [[0, 0, 100, 100]], [True])
     assert inside[0, 0] == 1.0
