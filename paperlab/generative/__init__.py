@@ -2,6 +2,12 @@
 diffusion.
 """
 
+from paperlab.generative.autoencoder import (
+    AutoencoderConfig,
+    AutoencoderKL,
+    DiagonalGaussian,
+    autoencoder_loss,
+)
 from paperlab.generative.autoregressive import FVSBN, MADE, NADE
 from paperlab.generative.samplers import (
     DDIMSampler,
@@ -15,6 +21,10 @@ from paperlab.generative.schedules import NoiseSchedule
 from paperlab.generative.unet import UNet, UNetConfig
 
 __all__ = [
+    "AutoencoderConfig",
+    "AutoencoderKL",
+    "DiagonalGaussian",
+    "autoencoder_loss",
     "DDIMSampler",
     "DDPMSampler",
     "FVSBN",

@@ -105,20 +105,23 @@ class UNetConfig:
 
 
 class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice with the timestep embedding added in between; residual."""
+    """GroupNorm-SiLU-conv twice with the timestep embedding added in between; residual.
 
-    def __init__(self, cin: int, cout: int, temb: int, groups: int, eps: float) -> None:
+    ``temb`` None: no timestep input (the autoencoder's blocks)."""
+
+    def __init__(self, cin: int, cout: int, temb: int | None, groups: int, eps: float) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, cin, eps=eps)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.time_proj = nn.Linear(temb, cout)
+        self.time_proj = nn.Linear(temb, cout) if temb is not None else None
         self.norm2 = nn.GroupNorm(groups, cout, eps=eps)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time_proj(F.silu(temb))[:, :, None, None]
+        if self.time_proj is not None:
+            h = h + self.time_proj(F.silu(temb))[:, :, None, None]
         h = self.conv2(F.silu(self.norm2(h)))
         return (x if self.shortcut is None else self.shortcut(x)) + h
 

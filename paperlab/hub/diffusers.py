@@ -1,4 +1,4 @@
-"""Import diffusers-format weights (``UNet2DConditionModel``) into our generative models.
+"""Import diffusers-format weights (``UNet2DConditionModel``, ``AutoencoderKL``) into ours.
 
 A diffusers model folder (``save_pretrained``) holds ``config.json`` and
 ``diffusion_pytorch_model.safetensors``; ``read_diffusers_folder`` reads both, and
@@ -19,7 +19,14 @@ their mirror ``UpBlock2D`` / ``CrossAttnUpBlock2D`` up, ``UNetMidBlock2DCrossAtt
 sinusoidal time embedding with ``flip_sin_to_cos`` and ``freq_shift`` 0, 1x1-conv
 projections); anything else raises ``ConfigError`` naming the config key.
 
-Registered importer: ``"diffusers-unet"``.
+``autoencoder_from_diffusers(config, state)`` does the same for ``AutoencoderKL`` (our
+``generative.autoencoder.AutoencoderKL``): ``encoder.*`` -> ``enc_*``, ``decoder.*`` ->
+``dec_*``, ``down_blocks`` / ``up_blocks`` -> ``enc_stages`` / ``dec_stages``, the middle
+block's ``resnets.0/1`` and ``attentions.0`` (``group_norm``) -> ``resnet_1/2`` and
+``attention`` (``norm``); supported: ``DownEncoderBlock2D`` / ``UpDecoderBlock2D`` blocks,
+SiLU, both quant convs, the middle attention, no shift factor.
+
+Registered importers: ``"diffusers-unet"``, ``"diffusers-autoencoder-kl"``.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 import torch
 
 from paperlab.errors import ArgumentError, ConfigError
+from paperlab.generative.autoencoder import AutoencoderConfig, AutoencoderKL
 from paperlab.generative.unet import UNet, UNetConfig
 from paperlab.hub.base import Rule, load_checked, register_importer, rename_state
 
@@ -170,3 +178,71 @@ def unet_from_diffusers(config: dict[str, Any], state: dict[str, torch.Tensor]) 
     """Our UNet with a diffusers ``UNet2DConditionModel``'s config and weights."""
     model = UNet(unet_config_from_diffusers(config))
     return load_checked(model, unet_state_from_diffusers(state))
+
+
+AUTOENCODER_RULES: list[Rule] = [
+    (
+        r"(enc|dec)oder\.(?:down|up)_blocks\.(\d+)\.(?:down|up)samplers\.0\.conv\.(.+)",
+        r"\1_stages.\2.resample.\3",
+    ),
+    (r"(enc|dec)oder\.(?:down|up)_blocks\.(\d+)\.(.+)", r"\1_stages.\2.\3"),
+    (r"(enc|dec)oder\.mid_block\.resnets\.0\.(.+)", r"\1_mid.resnet_1.\2"),
+    (r"(enc|dec)oder\.mid_block\.resnets\.1\.(.+)", r"\1_mid.resnet_2.\2"),
+    (r"(enc|dec)oder\.mid_block\.attentions\.0\.(.+)", r"\1_mid.attention.\2"),
+    (r"(enc|dec)oder\.conv_norm_out\.(.+)", r"\1_norm_out.\2"),
+    (r"(enc|dec)oder\.(conv_in|conv_out)\.(.+)", r"\1_\2.\3"),
+    (r"(quant_conv|post_quant_conv)\.(.+)", r"\1.\2"),
+]
+AUTOENCODER_PARTS: list[Rule] = [
+    (r"\.conv_shortcut\.", ".shortcut."),
+    (r"\.group_norm\.", ".norm."),
+    (r"\.to_out\.0\.", ".to_out."),
+]
+
+
+def autoencoder_config_from_diffusers(config: dict[str, Any]) -> AutoencoderConfig:
+    """Our ``AutoencoderConfig`` from an ``AutoencoderKL`` config dict."""
+    chans = tuple(config.get("block_out_channels", (64,)))
+    for key, kind in (
+        ("down_block_types", "DownEncoderBlock2D"),
+        ("up_block_types", "UpDecoderBlock2D"),
+    ):
+        names = list(config.get(key, [kind] * len(chans)))
+        if names != [kind] * len(chans):
+            raise ConfigError(
+                f"diffusers AutoencoderKL config {key} = {names} is not supported "
+                f"(supported: {kind} at every level)"
+            )
+    _require(config, "act_fn", ("silu",), "silu")
+    _require(config, "use_quant_conv", (True,), True)
+    _require(config, "use_post_quant_conv", (True,), True)
+    _require(config, "mid_block_add_attention", (True,), True)
+    _require(config, "shift_factor", (None,), None)
+    return AutoencoderConfig(
+        in_channels=config.get("in_channels", 3),
+        out_channels=config.get("out_channels", 3),
+        block_out_channels=chans,
+        layers_per_block=config.get("layers_per_block", 1),
+        latent_channels=config.get("latent_channels", 4),
+        norm_num_groups=config.get("norm_num_groups", 32),
+        scaling_factor=config.get("scaling_factor", 0.18215),
+    )
+
+
+def autoencoder_state_from_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """diffusers ``AutoencoderKL`` tensor names -> ours."""
+    out = {}
+    for name, tensor in rename_state(state, AUTOENCODER_RULES).items():
+        for pattern, repl in AUTOENCODER_PARTS:
+            name = re.sub(pattern, repl, name)
+        out[name] = tensor
+    return out
+
+
+@register_importer("diffusers-autoencoder-kl")
+def autoencoder_from_diffusers(
+    config: dict[str, Any], state: dict[str, torch.Tensor]
+) -> AutoencoderKL:
+    """Our AutoencoderKL with a diffusers ``AutoencoderKL``'s config and weights."""
+    model = AutoencoderKL(autoencoder_config_from_diffusers(config))
+    return load_checked(model, autoencoder_state_from_diffusers(state))
