@@ -29,8 +29,9 @@ them with ``embedding_bag`` over a channels-last ``(N*H*W, C)`` view of the inpu
 that reads each cell of each bag and reduces it, without materialising the gathered
 ``(bags, cells, C)`` tensor. Boxes with different adaptive grids are sorted by grid size and
 taken in chunks padded to the chunk's largest grid (the padding is dropped from the bags), which
-also bounds memory. ``embedding_bag``'s max routes the gradient to the bag's first maximum in
-row-major order, the cell torchvision's kernel picks; boxes get no gradient, as in torchvision.
+also bounds memory. For RoI pool, ``embedding_bag`` also gives each bag's first maximum in
+row-major order (the cell torchvision's kernel picks), and the output is gathered from those
+cells, so the gradient goes to the same cells; boxes get no gradient, as in torchvision.
 
 Shapes: ``input (N, C, H, W)``; ``boxes`` a ``(K, 5)`` tensor ``(batch index, x1, y1, x2, y2)``
 or a list of N ``(L_i, 4)`` tensors; result ``(K, C, output_h, output_w)``. Anchor:
@@ -107,14 +108,18 @@ def _bags(index: Tensor, keep: Tensor, weights: Tensor | None, flat: Tensor,
     (``mode="sum"``) or ``None`` (``mode="max"``; an empty bag gives 0). Returns ``(bags, C)``.
 
     ``embedding_bag`` reads the cells and reduces them without materialising the gathered
-    ``(bags, L, C)`` tensor; its backward scatters into the map (the max to the bag's first
-    maximum).
+    ``(bags, L, C)`` tensor. For the max it also returns, per bag and channel, the cell of the
+    bag's first maximum; the output is then gathered from those cells, so the gradient goes to
+    exactly them (one scatter-add).
     """
     counts = keep.sum(1)
     offsets = torch.cumsum(counts, 0) - counts
-    return nn.functional.embedding_bag(
-        index[keep], flat, offsets, mode=mode,
-        per_sample_weights=None if weights is None else weights[keep])
+    if mode == "sum":
+        return nn.functional.embedding_bag(index[keep], flat, offsets, mode="sum",
+                                           per_sample_weights=weights[keep])
+    with torch.no_grad():
+        _, _, size, argmax = torch.embedding_bag(flat, index[keep], offsets, False, 2)
+    return torch.where((size > 0)[:, None], flat.gather(0, argmax), 0.0)
 
 
 # ----------------------------------------------------------------------------- RoI pool
