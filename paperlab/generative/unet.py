@@ -11,9 +11,10 @@ embedding):
   out = shortcut(x) + h (a 1x1 conv when channels change);
 - ``SpatialTransformer``: GN -> 1x1 conv -> per-pixel tokens (B, H W, C) -> blocks of
   x += SelfAttn(LN(x)); x += CrossAttn(LN(x), context); x += GEGLU-FF(LN(x)) -> 1x1 conv,
-  plus the input (a residual over the whole block). Attention is
-  ``paperlab.attention.scaled_dot_product_attention`` with queries from the pixels and keys
-  and values from the context (cross) or the pixels (self); GEGLU is
+  plus the input (a residual over the whole block). Attention takes queries from the pixels
+  and keys and values from the context (cross) or the pixels (self), written out in
+  ``paperlab.attention.scaled_dot_product_attention`` (``fused=False``) or torch's fused
+  kernel (the default); GEGLU is
   a * GELU(b) for [a, b] = Linear(x) (Shazeer 2020), inner width 4 C;
 - down path: per level ``layers_per_block`` ResBlocks (each followed by a SpatialTransformer
   in a cross-attention level), then a stride-2 conv (not at the last level); every output is
@@ -128,11 +129,17 @@ class ResBlock(nn.Module):
 
 class Attention(nn.Module):
     """Multi-head attention, queries from x (B, N, C), keys/values from ``context`` (B, M, Cc)
-    or, when it is None, from x."""
+    or, when it is None, from x.
+
+    ``fused`` (the default) calls torch's fused ``scaled_dot_product_attention``;
+    ``fused=False`` the written-out ``paperlab.attention.scaled_dot_product_attention``
+    (no masks here, so the two compute the same softmax(q k^T / sqrt(d)) v; a test checks it).
+    """
 
     def __init__(self, dim: int, heads: int, context_dim: int | None = None) -> None:
         super().__init__()
         self.heads = heads
+        self.fused = True
         self.to_q = nn.Linear(dim, dim, bias=False)
         self.to_k = nn.Linear(context_dim or dim, dim, bias=False)
         self.to_v = nn.Linear(context_dim or dim, dim, bias=False)
@@ -145,9 +152,9 @@ class Attention(nn.Module):
         def heads(y: torch.Tensor) -> torch.Tensor:
             return y.reshape(B, y.shape[1], self.heads, C // self.heads).transpose(1, 2)
 
-        out = scaled_dot_product_attention(
-            heads(self.to_q(x)), heads(self.to_k(src)), heads(self.to_v(src))
-        )
+        q, k, v = heads(self.to_q(x)), heads(self.to_k(src)), heads(self.to_v(src))
+        attend = F.scaled_dot_product_attention if self.fused else scaled_dot_product_attention
+        out = attend(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(B, N, C))
 
 
@@ -205,7 +212,9 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps_theta(x_t, t, context): the conditional UNet (module docstring)."""
+    """eps_theta(x_t, t, context): the conditional UNet (module docstring).
+
+    ``set_fused_attention(False)`` switches every attention to the written-out function."""
 
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
@@ -253,6 +262,13 @@ class UNet(nn.Module):
             self.up.append(Level(resnets, attns, up))
         self.norm_out = nn.GroupNorm(g, chans[0], eps=eps)
         self.conv_out = nn.Conv2d(chans[0], cfg.out_channels, 3, padding=1)
+
+    def set_fused_attention(self, fused: bool) -> UNet:
+        """Use torch's fused attention (True) or the written-out function (False) everywhere."""
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.fused = bool(fused)
+        return self
 
     def _check(
         self, x: torch.Tensor, t: torch.Tensor | int | float, context: torch.Tensor | None

@@ -51,6 +51,9 @@ def test_unet_equals_diffusers_with_imported_weights(dtype):
     tol = 2e-5 if dtype == torch.float32 else 1e-10
     torch.testing.assert_close(a, b, rtol=0, atol=tol)
     assert b.abs().max() > 0.5  # not a trivially small output
+    with torch.no_grad():  # the written-out attention gives the same
+        c = ours.set_fused_attention(False)(x, t, ctx)
+    torch.testing.assert_close(c, b, rtol=0, atol=tol)
 
 
 def test_unet_two_levels_of_layers_and_larger_input_equal_diffusers():
