@@ -240,12 +240,13 @@ def _greedy(over: Tensor) -> Tensor:
     fixes at least one more leading position per step; a step that changes nothing has reached
     the unique solution (usually after 1-4 steps).
     """
-    over = over.triu(1)
-    keep = torch.ones(over.shape[0], dtype=torch.bool, device=over.device)
+    over = over.triu(1).to(torch.float32)
+    keep = torch.ones(over.shape[0], dtype=torch.float32, device=over.device)
     while True:
-        new = ~(over & keep[:, None]).any(0)
+        # the number of kept boxes suppressing each box (a matrix-vector product; exact)
+        new = (torch.mv(over.t(), keep) == 0).to(torch.float32)
         if torch.equal(new, keep):
-            return keep
+            return keep.bool()
         keep = new
 
 
