@@ -47,7 +47,8 @@ are the margin ones but the backward sees only ``logits * s``: its gradient is t
 plain-softmax (NormFace) one, evaluated at the margin logits. Ours differentiates the margin
 itself (d cos(theta + m) / d cos = sin(theta + m) / sin(theta)); ``tests/face/test_margin.py``
 shows the forward values agree and the gradients differ. insightface's ``CombinedMarginLoss``
-also refuses m1 != 1 with m2 > 0; ``margin_logits`` takes all three together.
+also does not combine: with m3 > 0 it applies m3 alone (m1 and m2 are ignored), and with
+m1 != 1 and m3 = 0 it raises; ``margin_logits`` applies all three together.
 
 Reference conventions (``pytorch-metric-learning`` 2.9, the parity reference): its W is
 (dim, num_classes), ours (num_classes, dim) like ``nn.Linear``; its ArcFace margin is in
