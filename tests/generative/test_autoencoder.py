@@ -17,6 +17,8 @@ from paperlab.generative.autoencoder import (
 )
 from paperlab.hub.diffusers import autoencoder_from_diffusers
 
+pytestmark = pytest.mark.note("G1", reference="diffusers AutoencoderKL")
+
 TINY = dict(
     in_channels=3,
     out_channels=3,

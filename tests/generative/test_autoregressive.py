@@ -16,6 +16,10 @@ from paperlab.data.formats.common import DataFormatError
 from paperlab.errors import ArgumentError, ArgumentTypeError, ShapeError
 from paperlab.generative import FVSBN, MADE, NADE
 
+pytestmark = pytest.mark.note(
+    "G2", reference="definition (enumeration of all 2^D vectors, a loop over the conditionals)"
+)
+
 
 def all_vectors(d: int) -> torch.Tensor:
     return torch.tensor(list(itertools.product([0.0, 1.0], repeat=d)), dtype=torch.float64)

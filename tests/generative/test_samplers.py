@@ -19,6 +19,8 @@ from paperlab.generative.samplers import (
 )
 from paperlab.generative.schedules import NoiseSchedule
 
+pytestmark = pytest.mark.note("G1", reference="diffusers DDPMScheduler / DDIMScheduler")
+
 SHAPE = (2, 3, 4, 4)
 
 

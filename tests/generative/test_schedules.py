@@ -13,6 +13,8 @@ from conftest import require
 from paperlab.errors import ArgumentError, ArgumentTypeError, ConfigError, ShapeError
 from paperlab.generative.schedules import NoiseSchedule, inference_timesteps
 
+pytestmark = pytest.mark.note("G1", reference="diffusers DDPMScheduler / DDIMScheduler")
+
 SCHEDULES = [
     ("linear", {}),
     ("scaled_linear", {"beta_start": 0.00085, "beta_end": 0.012}),

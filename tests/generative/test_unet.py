@@ -13,6 +13,8 @@ from paperlab.generative.unet import UNet, UNetConfig, timestep_embedding
 from paperlab.hub.base import WeightImportError
 from paperlab.hub.diffusers import unet_from_diffusers
 
+pytestmark = pytest.mark.note("G1", reference="diffusers UNet2DConditionModel")
+
 TINY = dict(
     sample_size=8,
     in_channels=4,
