@@ -117,10 +117,11 @@ class BinaryAutoregressive(nn.Module):
         self, n: int, order: torch.Tensor, logits_fn, generator: torch.Generator | None
     ) -> torch.Tensor:
         p = self._param()
+        dev = generator.device if generator is not None else p.device  # draws where it lives
         x = torch.zeros(n, self.dim, dtype=p.dtype, device=p.device)
         for i in order.tolist():
             prob = torch.sigmoid(logits_fn(x)[:, i])
-            u = torch.rand(n, generator=generator, dtype=p.dtype, device=p.device)
+            u = torch.rand(n, generator=generator, dtype=p.dtype, device=dev).to(p.device)
             x[:, i] = (u < prob).to(p.dtype)
         return x
 
