@@ -12,6 +12,8 @@ from collections import OrderedDict
 import pytest
 import torch
 from conftest import require
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from parity import assert_parity
 
 from paperlab.detection import roi as R
@@ -70,6 +72,21 @@ def test_roi_pool_equals_torchvision(dtype, scale):
     assert_parity(lambda t: R.roi_pool(t, rois, (3, 4), scale),
                   lambda t: ops.roi_pool(t, rois, (3, 4), scale), [x], atol=0, rtol=0,
                   grad_atol=1e-6 if dtype == torch.float32 else 1e-12, grad_rtol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 5), st.integers(1, 5),
+       st.sampled_from([0.25, 0.5, 1.0, 1.7]), st.integers(-1, 3), st.booleans())
+def test_hypothesis_forward_equals_torchvision(seed, oh, ow, scale, ratio, aligned):
+    ops = _ops()
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 3, 9, 11, generator=g)
+    rois = _rois(12, g, size=12.0 / scale)
+    torch.testing.assert_close(R.roi_align(x, rois, (oh, ow), scale, ratio, aligned),
+                               ops.roi_align(x, rois, (oh, ow), scale, ratio, aligned),
+                               atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(R.roi_pool(x, rois, (oh, ow), scale),
+                               ops.roi_pool(x, rois, (oh, ow), scale), atol=0, rtol=0)
 
 
 def test_list_of_boxes_equals_batch_index_form_and_modules():
