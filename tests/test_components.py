@@ -254,6 +254,13 @@ MODEL: dict[str, Example] = {
         ),
         (3,),
     ),
+    "face-backbone": (
+        lambda: create("model", "face-backbone", embedding_dim=C, image_size=16, widths=(4, 8),
+                       blocks=(1, 1)),
+        lambda: (torch.randn(B, 3, 16, 16),),
+        lambda m, x: m(x),
+        (B, C),
+    ),
 }
 
 EXAMPLES: dict[str, dict[str, Example]] = {

@@ -11,7 +11,7 @@ read by VLMEvalKit with ``pandas.read_csv(path, sep="\\t")``. The columns used h
 letter, ``image`` the image file's bytes (PNG or JPEG) in base64. Other columns are kept as
 they are. ``read_mmbench`` gives the question dicts ``evaluation/circular.py`` takes
 (``options`` a list, A first; ``image`` still base64 -- ``decode_image`` opens it);
-``write_mmbench`` writes them back. Bad rows raise ``FormatError`` naming the file and the
+``write_mmbench`` writes them back. Bad rows raise ``DataFormatError`` naming the file and the
 row's line.
 
 A benchmark of our own
@@ -57,8 +57,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from paperlab.data.formats.common import DataFormatError
 from paperlab.data.synthetic.shapes import COLORS, POSITIONS, SHAPES, SIZES, render_sample
-from paperlab.errors import ArgumentError, ArgumentTypeError, PaperlabError, check_int
+from paperlab.errors import ArgumentError, ArgumentTypeError, check_int
 from paperlab.evaluation.circular import LETTERS, check_question
 
 COLUMNS = ("index", "question", "hint", "A", "B", "C", "D", "E", "answer", "category",
@@ -67,10 +68,6 @@ REQUIRED = ("index", "question", "A", "B", "answer")
 OPTION_COLUMNS = tuple("ABCDE")
 CATEGORIES = {"colour": "attribute", "shape": "attribute", "position": "spatial",
               "count": "counting"}
-
-
-class FormatError(PaperlabError, ValueError):
-    """A benchmark file (or one of its rows) does not follow the MMBench format."""
 
 
 # --- the TSV ---------------------------------------------------------------------------------
@@ -85,7 +82,8 @@ def _row_to_question(row: dict[str, str], where: str) -> dict[str, Any]:
         options.append(text)
     for ch in OPTION_COLUMNS[len(options):]:
         if row.get(ch):
-            raise FormatError(f"{where}: option {ch} is given but an earlier option is empty")
+            raise DataFormatError(
+                where, None, f"option {ch} is given but an earlier option is empty")
     index: Any = row["index"]
     if re.fullmatch(r"-?\d+", index.strip()):
         index = int(index)
@@ -100,11 +98,11 @@ def _row_to_question(row: dict[str, str], where: str) -> dict[str, Any]:
         try:
             base64.b64decode(q["image"], validate=True)
         except (binascii.Error, ValueError):
-            raise FormatError(f"{where}: image is not valid base64") from None
+            raise DataFormatError(where, None, "image is not valid base64") from None
     try:
         check_question(q, where)
     except (ArgumentError, ArgumentTypeError) as exc:
-        raise FormatError(str(exc)) from None
+        raise DataFormatError(where, None, str(exc).removeprefix(f"{where}: ")) from None
     return q
 
 
@@ -112,24 +110,24 @@ def read_mmbench(path: str | Path) -> list[dict[str, Any]]:
     """The questions of an MMBench TSV as dicts (``options`` a list, A first)."""
     path = Path(path)
     if not path.is_file():
-        raise FormatError(f"{path}: no such file")
+        raise DataFormatError(path, None, "no such file")
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter="\t")
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED if c not in header]
         if missing:
-            raise FormatError(f"{path}: header lacks column(s) {', '.join(missing)} "
+            raise DataFormatError(path, None, f"header lacks column(s) {', '.join(missing)} "
                               f"(has {', '.join(header) or 'nothing'})")
         out, seen = [], set()
         for row in reader:
             where = f"{path}, line {reader.line_num}"
             if None in row or any(v is None for v in row.values()):
-                raise FormatError(f"{where}: {len(header)} columns expected, the row has "
+                raise DataFormatError(where, None, f"{len(header)} columns expected, the row has "
                                   f"{sum(v is not None for v in row.values())}"
                                   + (" or more" if None in row else ""))
             q = _row_to_question(row, where)
             if q["index"] in seen:
-                raise FormatError(f"{where}: index {q['index']!r} appears twice")
+                raise DataFormatError(where, None, f"index {q['index']!r} appears twice")
             seen.add(q["index"])
             out.append(q)
     return out
@@ -193,7 +191,7 @@ def decode_image(data: str, image_size: int | None = None) -> torch.Tensor:
     try:
         img = Image.open(io.BytesIO(base64.b64decode(data, validate=True))).convert("RGB")
     except (binascii.Error, ValueError, UnidentifiedImageError) as exc:
-        raise FormatError(f"image is not a base64 image file ({exc})") from None
+        raise ArgumentError(f"image is not a base64 image file ({exc})") from None
     if image_size is not None and img.size != (image_size, image_size):
         img = img.resize((image_size, image_size), Image.BILINEAR)
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)

@@ -47,11 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from paperlab.errors import ArgumentError, PaperlabError, check_int
-
-
-class FormatError(PaperlabError, ValueError):
-    """A feature or annotation file does not follow the expected format."""
+from paperlab.data.formats.common import DataFormatError
+from paperlab.errors import ArgumentError, check_int
 
 
 @dataclass(frozen=True)
@@ -134,16 +131,16 @@ def load_features(path: str | Path) -> np.ndarray:
     """A video's features from a ``.npy`` file: (T, F) float32."""
     path = Path(path)
     if not path.is_file():
-        raise FormatError(f"{path}: no such file")
+        raise DataFormatError(path, None, "no such file")
     try:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise FormatError(f"{path}: not a .npy array ({exc})") from None
+        raise DataFormatError(path, None, f"not a .npy array ({exc})") from None
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
-        raise FormatError(f"{path}: features must be a (T, F) numeric array, got shape "
+        raise DataFormatError(path, None, f"features must be a (T, F) numeric array, got shape "
                           f"{x.shape} dtype {x.dtype}")
     if not np.isfinite(x).all():
-        raise FormatError(f"{path}: features hold NaN or inf")
+        raise DataFormatError(path, None, "features hold NaN or inf")
     return x.astype(np.float32)
 
 
@@ -153,7 +150,7 @@ def read_annotations(path: str | Path, class_names: Sequence[str] | None = None
     ``class_names``, a class outside them (and ``Ambiguous``) is an error naming the line."""
     path = Path(path)
     if not path.is_file():
-        raise FormatError(f"{path}: no such file")
+        raise DataFormatError(path, None, "no such file")
     out = []
     for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
@@ -161,17 +158,17 @@ def read_annotations(path: str | Path, class_names: Sequence[str] | None = None
             continue
         parts = line.split()
         if len(parts) != 3:
-            raise FormatError(f"{path}, line {n}: expected 'CLASS START END', got {raw!r}")
+            raise DataFormatError(path, n, f"expected 'CLASS START END', got {raw!r}")
         try:
             start, end = float(parts[1]), float(parts[2])
         except ValueError:
-            raise FormatError(f"{path}, line {n}: START and END must be numbers (seconds), "
+            raise DataFormatError(path, n, f"START and END must be numbers (seconds), "
                               f"got {parts[1]!r} {parts[2]!r}") from None
         if not (0 <= start < end) or not np.isfinite(end):
-            raise FormatError(f"{path}, line {n}: need 0 <= START < END, got {start} {end}")
+            raise DataFormatError(path, n, f"need 0 <= START < END, got {start} {end}")
         if class_names is not None and parts[0] not in class_names and (
                 parts[0].lower() != "ambiguous"):
-            raise FormatError(f"{path}, line {n}: unknown class {parts[0]!r} (known: "
+            raise DataFormatError(path, n, f"unknown class {parts[0]!r} (known: "
                               f"{', '.join(class_names)}, Ambiguous)")
         out.append((parts[0], start, end))
     return out
@@ -195,8 +192,9 @@ def frame_labels(
         elif name in ids:
             c = ids[name]
         else:
-            raise FormatError(f"{where}, segment {k + 1}: unknown class {name!r} (known: "
-                              f"{', '.join(class_names)}, Ambiguous)")
+            raise DataFormatError(
+                f"{where}, segment {k + 1}", None,
+                f"unknown class {name!r} (known: {', '.join(class_names)}, Ambiguous)")
         y[(times >= start) & (times < end)] = c
     return y
 
@@ -210,7 +208,9 @@ def read_video(features: str | Path, annotations: str | Path, *, fps: float,
     last = x.shape[0] / fps
     for k, (_, _, end) in enumerate(segs):
         if end > last + 1.0 / fps:
-            raise FormatError(f"{annotations}, segment {k + 1}: ends at {end} s, after the "
-                              f"last of {x.shape[0]} frames ({last:.2f} s at {fps} fps)")
+            raise DataFormatError(
+                f"{annotations}, segment {k + 1}", None,
+                f"ends at {end} s, after the last of {x.shape[0]} frames "
+                f"({last:.2f} s at {fps} fps)")
     y = frame_labels(segs, x.shape[0], fps, class_names, where=str(annotations))
     return Stream(x, y, Path(features).stem)

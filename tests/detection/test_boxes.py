@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from paperlab.detection import boxes as B
 from paperlab.errors import ArgumentError, ShapeError
 
+pytestmark = pytest.mark.note("F1", reference="torchvision.ops")
+
 
 def _tv():
     return require("torchvision")

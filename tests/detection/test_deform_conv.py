@@ -13,6 +13,8 @@ from parity import assert_parity
 from paperlab.detection.deform_conv import DeformConv2d, ModulatedDeformConv2d, deform_conv2d
 from paperlab.errors import ArgumentError, ShapeError
 
+pytestmark = pytest.mark.note("F2", reference="torchvision.ops.deform_conv2d")
+
 CASES = [  # (C, C_out, groups, offset groups, kernel, stride, padding, dilation)
     (4, 6, 1, 1, 3, 1, 1, 1),
     (6, 4, 2, 3, 3, 2, 1, 2),

@@ -19,6 +19,8 @@ from parity import assert_parity
 from paperlab.detection import roi as R
 from paperlab.errors import ArgumentError, ShapeError
 
+pytestmark = pytest.mark.note("F1", reference="torchvision.ops")
+
 
 def _ops():
     return require("torchvision").ops

@@ -15,6 +15,8 @@ from paperlab.evaluation.circular import (
     rotate,
 )
 
+pytestmark = pytest.mark.note("H2", reference="definition; VLMEvalKit can_infer rules")
+
 OPTIONS = ["red", "green", "blue", "yellow"]
 
 

@@ -13,6 +13,8 @@ from paperlab.evaluation.frame_map import (
     per_frame_map,
 )
 
+pytestmark = pytest.mark.note("H1", reference="sklearn average_precision_score; TRN/OadTR loop")
+
 
 def _softmax(x):
     e = np.exp(x - x.max(1, keepdims=True))

@@ -12,7 +12,7 @@ from paperlab.data.synthetic.shapes import COLORS
 from paperlab.evaluation.circular import circular_eval
 from paperlab.evaluation.mmbench import (
     CATEGORIES,
-    FormatError,
+    DataFormatError,
     caption_answerer,
     decode_image,
     encode_image,
@@ -24,6 +24,8 @@ from paperlab.evaluation.mmbench import (
     write_mmbench,
     write_shapes_benchmark,
 )
+
+pytestmark = pytest.mark.note("H2")
 
 HEADER = "index\tquestion\thint\tA\tB\tC\tD\tanswer\tcategory\timage\tsource\tl2-category\tsplit"
 
@@ -67,7 +69,7 @@ def test_round_trip(tmp_path):
 def test_bad_rows_name_the_file_and_line(tmp_path, row, message):
     path = tmp_path / "bad.tsv"
     path.write_text(HEADER + "\n0\tq\t\tx\ty\t\t\tA\tc\t\t\t\t\n" + row + "\n")
-    with pytest.raises(FormatError, match=message) as info:
+    with pytest.raises(DataFormatError, match=message) as info:
         read_mmbench(path)
     assert "bad.tsv, line 3" in str(info.value)
 
@@ -75,9 +77,9 @@ def test_bad_rows_name_the_file_and_line(tmp_path, row, message):
 def test_missing_columns_and_files(tmp_path):
     path = tmp_path / "h.tsv"
     path.write_text("index\tquestion\n")
-    with pytest.raises(FormatError, match="answer"):
+    with pytest.raises(DataFormatError, match="answer"):
         read_mmbench(path)
-    with pytest.raises(FormatError, match="no such file"):
+    with pytest.raises(DataFormatError, match="no such file"):
         read_mmbench(tmp_path / "none.tsv")
 
 

@@ -25,6 +25,8 @@ from paperlab.face.align import (
     warp_affine,
 )
 
+pytestmark = pytest.mark.note("E1")
+
 
 def _skimage_params(src, dst):
     transform = require("skimage.transform")

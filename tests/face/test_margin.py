@@ -27,6 +27,8 @@ from paperlab.face.margin import (
     margin_target,
 )
 
+pytestmark = pytest.mark.note("E3")
+
 B, C, DIM = 12, 7, 5
 TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
 

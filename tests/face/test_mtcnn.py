@@ -17,6 +17,8 @@ from PIL import Image
 from paperlab.errors import MissingExtraError, ShapeError
 from paperlab.face.mtcnn import MTCNN, PNet, find_weights, load_checked, pyramid_scales
 
+pytestmark = pytest.mark.note("E1")
+
 
 @pytest.fixture(scope="module")
 def detectors():

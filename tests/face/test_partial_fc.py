@@ -24,6 +24,8 @@ from paperlab.errors import ArgumentError
 from paperlab.face.margin import margin_logits
 from paperlab.face.partial_fc import PartialFC, dist_cross_entropy, sample_centres, shard
 
+pytestmark = pytest.mark.note("E2", reference="full softmax cross-entropy (one process)")
+
 WORLD, B, C, D = 2, 6, 11, 8  # 11 classes: rank 0 holds 6, rank 1 holds 5
 MARGINS = {"arcface": (1.0, 0.5, 0.0), "cosface": (1.0, 0.0, 0.35),
            "combined": (1.2, 0.3, 0.1)}

@@ -21,6 +21,8 @@ from paperlab.face.verification import (
     verify_pairs,
 )
 
+pytestmark = pytest.mark.note("E1", reference="sklearn roc_curve; insightface verification.py")
+
 
 def _scores(n=3000, seed=0, ties=True):
     rng = np.random.default_rng(seed)

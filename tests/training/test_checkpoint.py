@@ -19,6 +19,8 @@ from paperlab.training.checkpoint import (
     save_checkpoint,
 )
 
+pytestmark = pytest.mark.note("I3")
+
 
 def _trained(seed: int = 0):
     torch.manual_seed(seed)

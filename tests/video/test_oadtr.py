@@ -18,6 +18,8 @@ from paperlab.video.oadtr import (
     task_token_attention,
 )
 
+pytestmark = pytest.mark.note("H1", reference="the batched model (streaming), definition")
+
 SMALL = dict(feature_dim=5, num_classes=4, window=6, dim=16, depth=2, num_heads=2,
              ffn_dim=24, future=3)
 

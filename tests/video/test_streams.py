@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from paperlab.video.streams import (
-    FormatError,
+    DataFormatError,
     frame_labels,
     load_features,
     make_stream,
@@ -15,6 +15,8 @@ from paperlab.video.streams import (
     read_video,
     stream_patterns,
 )
+
+pytestmark = pytest.mark.note("H1")
 
 
 def test_deterministic_by_seed_and_prefix():
@@ -82,7 +84,7 @@ def test_real_format_round_trip(tmp_path):
 def test_annotation_errors_name_file_and_line(tmp_path, text, message):
     path = tmp_path / "a.txt"
     path.write_text(text)
-    with pytest.raises(FormatError, match=message) as info:
+    with pytest.raises(DataFormatError, match=message) as info:
         read_annotations(path, ["Jump"])
     assert "a.txt" in str(info.value)
 
@@ -90,13 +92,13 @@ def test_annotation_errors_name_file_and_line(tmp_path, text, message):
 def test_feature_errors(tmp_path):
     np.save(tmp_path / "v.npy", np.zeros((5, 2)))
     (tmp_path / "v.txt").write_text("Jump 0 9\n")
-    with pytest.raises(FormatError, match="v.txt, segment 1: ends at 9"):
+    with pytest.raises(DataFormatError, match="v.txt, segment 1: ends at 9"):
         read_video(tmp_path / "v.npy", tmp_path / "v.txt", fps=1, class_names=["Jump"])
     np.save(tmp_path / "bad.npy", np.zeros(5))
-    with pytest.raises(FormatError, match=r"bad.npy: features must be a \(T, F\)"):
+    with pytest.raises(DataFormatError, match=r"bad.npy: features must be a \(T, F\)"):
         load_features(tmp_path / "bad.npy")
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
-    with pytest.raises(FormatError, match="junk.npy"):
+    with pytest.raises(DataFormatError, match="junk.npy"):
         load_features(tmp_path / "junk.npy")
-    with pytest.raises(FormatError, match="unknown class"):
+    with pytest.raises(DataFormatError, match="unknown class"):
         frame_labels([("Swim", 0, 1)], 4, 1.0, ["Jump"])

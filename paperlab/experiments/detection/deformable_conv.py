@@ -174,6 +174,7 @@ def _sampling_figure(ctx: Context, model: _Net, seed: int) -> None:
     tags=("detection", "training"),
 )
 def deformable_conv(ctx: Context) -> Result:
+    """Deformable vs plain third layer (equal parameters) on held-out scales, 3 seeds."""
     n_train = ctx.pick(160, N_TRAIN, 4 * N_TRAIN)
     n_test = ctx.pick(200, 3000, 6000)
     epochs = ctx.pick(1, EPOCHS, 3 * EPOCHS)
