@@ -50,10 +50,21 @@ at once: gather the rows it touches, compute all the dot products and gradients,
 ``index_add_`` them back (a row that occurs twice gets both updates added). Only touched rows
 are read or written; the same code runs on CUDA (``device="cuda"``).
 
-The batch reads all its rows before writing any ("Hogwild within a batch"), where word2vec.c
-updates after every pair; frequent words therefore get their updates summed rather than
-chained. The quality tests (gensim's own sanity bar on the Lee corpus, wordsim353 on head500
-beside gensim) are the evidence that the results are equivalent.
+Two departures from word2vec.c make this possible; the quality tests (gensim's own sanity
+bar on the Lee corpus, wordsim353 on head500 beside gensim) are the evidence that the results
+are equivalent:
+
+- a batch reads all its rows before writing any ("Hogwild within a batch"), where word2vec.c
+  updates after every pair, so a frequent word's updates in one batch are summed rather
+  than chained. A batch therefore holds only about ``batch_rows`` (2048) output rows
+  (centres x rows per centre); much larger batches let frequent words overshoot (vectors
+  blew up at 8x that in a pilot on the Lee corpus with negative 15);
+- in skip-gram, the context words of one centre share that centre's K negatives (one draw
+  per centre, as pWord2Vec does: Ji et al. 2016, "Parallelizing Word2Vec in Shared and
+  Distributed Memory"), so the step is a small matrix product (contexts x (1 + K)) instead
+  of one dot product per (pair, negative). Each pair still sees K negatives from the same
+  noise distribution; word2vec.c draws them per pair. CBOW draws per centre, as word2vec.c.
+  For one pair the update is word2vec.c's exactly (tested in float64).
 
 Persistence: ``save(path)`` writes ``path`` (safetensors: the vectors and output weights) and
 ``path + ".json"`` (vocabulary, counts, hyperparameters, training position). No pickle:
