@@ -57,8 +57,9 @@ are equivalent:
 - a batch reads all its rows before writing any ("Hogwild within a batch"), where word2vec.c
   updates after every pair, so a frequent word's updates in one batch are summed rather
   than chained. A batch therefore holds only about ``batch_rows`` (2048) output rows
-  (centres x rows per centre); much larger batches let frequent words overshoot (vectors
-  blew up at 8x that in a pilot on the Lee corpus with negative 15);
+  (centres x rows per centre); larger batches let frequent words overshoot (in a pilot on
+  the Lee corpus, CBOW with negative 15 and no subsampling blew up to NaN at 4x that, and
+  were no faster);
 - in skip-gram, the context words of one centre share that centre's K negatives (one draw
   per centre, as pWord2Vec does: Ji et al. 2016, "Parallelizing Word2Vec in Shared and
   Distributed Memory"), so the step is a small matrix product (contexts x (1 + K)) instead
