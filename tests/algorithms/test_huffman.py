@@ -14,6 +14,8 @@ from paperlab import registry
 from paperlab.algorithms.huffman import expected_code_length, huffman_tree
 from paperlab.errors import ArgumentError, ArgumentTypeError
 
+pytestmark = pytest.mark.note("D1", reference="gensim Huffman tree; brute-force optimal lengths")
+
 
 def _prefix_free(codes):
     words = [tuple(c) for c in codes]

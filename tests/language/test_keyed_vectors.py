@@ -9,6 +9,8 @@ from conftest import require
 from paperlab.errors import ArgumentError
 from paperlab.language.keyed_vectors import KeyedVectors, VectorsFileError
 
+pytestmark = pytest.mark.note("D1")
+
 
 @pytest.fixture(scope="module")
 def gensim_model():

@@ -22,6 +22,8 @@ from paperlab.language.word2vec import (
     reduced_windows,
 )
 
+pytestmark = pytest.mark.note("D1", reference="gensim formulas; word2vec.c updates (float64)")
+
 # --------------------------------------------------------------- float64 word2vec.c, by hand
 
 
