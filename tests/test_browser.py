@@ -14,6 +14,7 @@ are skipped elsewhere, like every optional reference.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -85,9 +86,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_site(root / "runs", root / "site").parent
 
 
-@pytest.fixture(scope="module")
-def base_url(site: Path) -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(site))
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` over HTTP on 127.0.0.1 at a free port; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -97,6 +99,12 @@ def base_url(site: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def base_url(site: Path) -> Iterator[str]:
+    with serve(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -286,17 +294,8 @@ def evidence_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     root = tmp_path_factory.mktemp("evidence")
     write_evidence_files(root / "runs")
-    site = build_site(root / "runs", root / "site").parent
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve(build_site(root / "runs", root / "site").parent) as url:
+        yield url
 
 
 def test_evidence_page_sorts_and_every_link_resolves(watched: Watched, evidence_url: str,

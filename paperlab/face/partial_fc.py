@@ -49,6 +49,7 @@ from torch import nn
 from paperlab.errors import ArgumentError, ShapeError, check_int
 from paperlab.face.margin import _check_embeddings, _check_labels, _check_margins, margin_logits
 from paperlab.registry import export_loss
+from paperlab.training.distributed import all_gather_with_grad
 
 
 def _world(group: Any) -> tuple[int, int]:
@@ -62,32 +63,6 @@ def shard(num_classes: int, rank: int, world: int) -> tuple[int, int]:
     base, extra = divmod(num_classes, world)
     count = base + (1 if rank < extra else 0)
     return rank * base + min(rank, extra), count
-
-
-class _AllGather(torch.autograd.Function):
-    """(b, ...) on every rank -> (W b, ...); backward sums the ranks' gradients of this
-    rank's slice (all-reduce, then the slice)."""
-
-    @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor, group: Any) -> torch.Tensor:
-        ctx.group = group
-        ctx.rank, world = dist.get_rank(group), dist.get_world_size(group)
-        parts = [torch.empty_like(tensor) for _ in range(world)]
-        dist.all_gather(parts, tensor.contiguous(), group=group)
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, group=ctx.group)
-        return grad.chunk(dist.get_world_size(ctx.group))[ctx.rank], None
-
-
-def all_gather_with_grad(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
-    """Concatenate every rank's tensor along dim 0 (differentiable); identity alone."""
-    if _world(group)[1] == 1:
-        return tensor
-    return _AllGather.apply(tensor, group)
 
 
 class _DistCrossEntropy(torch.autograd.Function):

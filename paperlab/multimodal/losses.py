@@ -50,6 +50,7 @@ from torch.autograd.function import once_differentiable
 
 from paperlab.errors import ArgumentError, ArgumentTypeError, ConfigError, ShapeError, check_int
 from paperlab.registry import export_loss
+from paperlab.training.distributed import all_gather_with_grad
 
 # ---------------------------------------------------------------------------------------------
 # Argument checks
@@ -238,25 +239,6 @@ def _world(group: Any) -> tuple[int, int]:
     return dist.get_rank(group), dist.get_world_size(group)
 
 
-class _AllGather(torch.autograd.Function):
-    """Concatenate every rank's (b, d) tensor into (W b, d); backward sums the gradients of
-    this rank's slice over ranks (an all-reduce, then the slice: works on every backend)."""
-
-    @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor, group: Any) -> torch.Tensor:
-        ctx.group = group
-        ctx.rank, world = dist.get_rank(group), dist.get_world_size(group)
-        parts = [torch.empty_like(tensor) for _ in range(world)]
-        dist.all_gather(parts, tensor.contiguous(), group=group)
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, group=ctx.group)
-        return grad.chunk(dist.get_world_size(ctx.group))[ctx.rank], None
-
-
 def _exchange(tensor: torch.Tensor, step: int, group: Any) -> torch.Tensor:
     """Send ``tensor`` to rank + step and receive the one from rank - step (same shape)."""
     rank, world = dist.get_rank(group), dist.get_world_size(group)
@@ -328,7 +310,7 @@ def siglip_loss_distributed(image_emb: torch.Tensor, text_emb: torch.Tensor, log
     _check_same_local_batch(image_emb, group)
     b = image_emb.shape[0]
     if mode == "all_gather":
-        texts = _AllGather.apply(text_emb, group)
+        texts = all_gather_with_grad(text_emb, group)
         share = _sigmoid_pair_sum(image_emb, texts, scale, bias, -rank * b)
     else:
         share = _sigmoid_pair_sum(image_emb, text_emb, scale, bias, 0)
@@ -355,7 +337,7 @@ def clip_loss_distributed(image_emb: torch.Tensor, text_emb: torch.Tensor, logit
         return clip_loss(image_emb, text_emb, scale)
     _check_same_local_batch(image_emb, group)
     b = image_emb.shape[0]
-    images, texts = _AllGather.apply(image_emb, group), _AllGather.apply(text_emb, group)
+    images, texts = all_gather_with_grad(image_emb, group), all_gather_with_grad(text_emb, group)
     labels = torch.arange(b, device=image_emb.device) + rank * b
     rows = F.cross_entropy(scale * image_emb @ texts.T, labels, reduction="sum")
     cols = F.cross_entropy(scale * text_emb @ images.T, labels, reduction="sum")

@@ -25,6 +25,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -190,3 +191,31 @@ def barrier(env: DistEnv) -> None:
     """Wait for every process (no-op in a single process)."""
     if env.distributed:
         dist.barrier()
+
+
+class _AllGather(torch.autograd.Function):
+    """Concatenate every rank's (b, ...) tensor into (W b, ...); backward sums the gradients of
+    this rank's slice over ranks (an all-reduce, then the slice: works on every backend)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor, group: Any) -> torch.Tensor:
+        ctx.group = group
+        ctx.rank, world = dist.get_rank(group), dist.get_world_size(group)
+        parts = [torch.empty_like(tensor) for _ in range(world)]
+        dist.all_gather(parts, tensor.contiguous(), group=group)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad.chunk(dist.get_world_size(ctx.group))[ctx.rank], None
+
+
+def all_gather_with_grad(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
+    """Every rank's tensor concatenated along dim 0, differentiable (the gradient of each
+    rank's slice is summed over ranks); the tensor itself outside a process group of > 1.
+    Used by the distributed CLIP/SigLIP losses and Partial FC."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
+        return tensor
+    return _AllGather.apply(tensor, group)
