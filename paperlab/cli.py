@@ -376,7 +376,9 @@ def _tour_parity(names: list[str], runs: Path, console: Any) -> None:
         return
     with console.status(f"parity tests of notes {', '.join(notes)} ..."):
         path, why = run_parity_tests(notes, runs / "parity")
-    console.print(f"parity report: {path}" if path else f"parity tests not run: {why}")
+    from rich.markup import escape
+
+    console.print(escape(f"parity report: {path}" if path else f"parity tests not run: {why}"))
 
 
 def _family_table(families: list[dict[str, Any]]) -> Any:
@@ -397,6 +399,7 @@ def _family_table(families: list[dict[str, Any]]) -> Any:
 
 
 def cmd_evidence(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from paperlab.evidence import COLUMNS, evidence_table, to_json
@@ -417,8 +420,8 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     for col in COLUMNS:
         table.add_column(col, ratio=1)
     for r in rows:
-        table.add_row(f"{r.note.id} {r.note.title}", *(
-            f"[{colour[c.status]}]{c.status}[/] {c.text}" for _, c in r.cells()))
+        table.add_row(escape(f"{r.note.id} {r.note.title}"), *(
+            f"[{colour[c.status]}]{c.status}[/] {escape(c.text)}" for _, c in r.cells()))
     _console().print(table)
     return 0
 
