@@ -108,6 +108,7 @@ def _rank(rank, store, out_dir):
     result["ce_vs_concatenated"] = _err(dist_cross_entropy(logits, labels),
                                         F.cross_entropy(full, full_labels))
     (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 

@@ -140,6 +140,7 @@ def run(rank: int, world: int, store: str, out_dir: str) -> None:
     except ValueError as exc:
         out["uneven_error"] = f"{type(exc).__name__}: {exc}"
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(out, indent=1))
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 
