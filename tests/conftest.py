@@ -16,15 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # so tests can `from parity import ...`
 
-import parity  # noqa: E402
-from parity_report import (  # noqa: E402,F401  (the parity-report plugin's hooks)
-    pytest_addoption,
-    pytest_collection_modifyitems,
-    pytest_configure,
-    pytest_runtest_makereport,
-    pytest_runtest_setup,
-    pytest_sessionfinish,
-)
+import parity  # noqa: E402  (the parity-report plugin, -p parity_report in pyproject.toml)
 
 IN_CI = bool(os.environ.get("CI"))
 

@@ -17,7 +17,8 @@ A failing assertion is recorded as failed, with its error, never dropped. ``--no
 runs only the tests of those notes (``paperlab tour`` uses it for the notes it covers).
 Without the option nothing is recorded and the run is as fast as ever.
 
-``conftest.py`` imports these hooks; ``python -m pytest -p parity_report`` loads them alone.
+``pyproject.toml`` loads it for every run (``pythonpath = ["tests"]``, ``-p parity_report``),
+so ``pytest --parity-report`` works from the repository root with no path given.
 """
 
 from __future__ import annotations
