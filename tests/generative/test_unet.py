@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import require
 
+from paperlab.benchmarks.generative.unet import TINY  # the tiny config, shared
 from paperlab.errors import ArgumentError, ConfigError, ShapeError
 from paperlab.generative.unet import UNet, UNetConfig, timestep_embedding
 from paperlab.hub.base import WeightImportError
@@ -15,18 +16,6 @@ from paperlab.hub.diffusers import unet_from_diffusers
 
 pytestmark = pytest.mark.note("G1", reference="diffusers UNet2DConditionModel")
 
-TINY = dict(
-    sample_size=8,
-    in_channels=4,
-    out_channels=4,
-    block_out_channels=(32, 64),
-    layers_per_block=1,
-    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=32,
-    attention_head_dim=8,
-    norm_num_groups=8,
-)
 
 
 def tiny_reference(diffusers, **overrides):

@@ -115,6 +115,21 @@ def make_data(seed: int, n_train: int, n_test: int) -> dict[str, torch.Tensor]:
             "yt": tids}
 
 
+def fit(net: nn.Module, head: nn.Module, data: dict[str, torch.Tensor], steps: int, lr: float,
+        generator: torch.Generator) -> None:
+    """Adam on the features net and the margin head together: ``steps`` batches of 128
+    training images drawn with ``generator``; leaves the net in eval mode."""
+    opt = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=lr)
+    x, y = data["x"], data["y"]
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (128,), generator=generator)
+        loss = head(net(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+
+
 def train(data: dict[str, torch.Tensor], head_name: str, seed: int, steps: int
           ) -> dict[str, object]:
     torch.manual_seed(seed)
@@ -122,15 +137,8 @@ def train(data: dict[str, torch.Tensor], head_name: str, seed: int, steps: int
     net = nn.Sequential(nn.Linear(PCA_DIM, 128), nn.BatchNorm1d(128), nn.PReLU(),
                         nn.Linear(128, 2))
     head = HEADS[head_name]()
-    opt = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=1e-2)
+    fit(net, head, data, steps, 1e-2, g)
     x, y = data["x"], data["y"]
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (128,), generator=g)
-        loss = head(net(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
     with torch.no_grad():
         f_train, f_test = net(x), net(data["xt"])
         if head_name == "softmax":

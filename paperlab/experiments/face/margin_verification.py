@@ -47,6 +47,7 @@ from torch import nn
 
 from paperlab.data.synthetic.identities import SyntheticIdentities, verification_pairs
 from paperlab.experiments.base import Claim, Context, Result, pyplot
+from paperlab.experiments.face.margin_geometry import fit
 from paperlab.face.margin import (
     ArcFaceLoss,
     CosFaceLoss,
@@ -93,15 +94,7 @@ def embed_and_train(data: dict[str, torch.Tensor], head_name: str, seed: int, st
     net = nn.Sequential(nn.Linear(PCA_DIM, 256), nn.BatchNorm1d(256), nn.PReLU(),
                         nn.Linear(256, EMB), nn.BatchNorm1d(EMB))
     head = HEADS[head_name](num_classes)
-    opt = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=5e-3)
-    x, y = data["x"], data["y"]
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (128,), generator=g)
-        loss = head(net(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
+    fit(net, head, data, steps, 5e-3, g)
     with torch.no_grad():
         return net(data["xt"]).double()
 
