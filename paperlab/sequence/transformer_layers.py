@@ -10,6 +10,12 @@ Each layer is residual branches around a norm. **Post-LN** (the paper, BERT):
                      y = y ⊕ FFN(y)
     FFN(x) = W2 act(W1 x + b1) + b2
 
+DETR (Carion et al. 2020) adds position encodings to the queries and keys, never the values,
+at every layer: self-attention takes ``q = k = x + pos``, ``v = x``; the decoder's
+cross-attention takes ``q = y + query_pos``, ``k = memory + memory_pos``, ``v = memory``.
+The optional ``pos`` / ``query_pos`` / ``memory_pos`` arguments below do that; without them
+nothing changes.
+
 ``act`` is ReLU (the paper), GELU (BERT, ViT), tanh-approximated GELU (SigLIP) or
 quick-GELU x * sigmoid(1.702 x) (OpenAI's CLIP). The attention is paperlab's
 ``MultiHeadAttention`` (``paperlab/attention/softmax.py``), so every registered rotary or
@@ -32,7 +38,7 @@ from torch import nn
 from paperlab.attention.base import KVCache
 from paperlab.attention.masks import merge_heads, split_heads
 from paperlab.attention.softmax import MultiHeadAttention, scaled_dot_product_attention
-from paperlab.errors import ConfigError
+from paperlab.errors import ArgumentError, ConfigError
 from paperlab.sequence.lm import MLP, make_norm
 
 
@@ -65,11 +71,15 @@ def check_activation(name: str) -> str:
 
 
 def cross_attention_kv(
-    attn: MultiHeadAttention, memory: torch.Tensor
+    attn: MultiHeadAttention, memory: torch.Tensor, memory_pos: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys and values of the memory (B, S, d_m) for one cross-attention: (B, H, S, D) each."""
+    """Keys and values of the memory (B, S, d_m) for one cross-attention: (B, H, S, D) each.
+
+    ``memory_pos`` (B or 1, S, d_m), if given, is added to the keys' input only (DETR).
+    """
     h = attn.num_heads
-    return split_heads(attn.k_proj(memory), h), split_heads(attn.v_proj(memory), h)
+    key_input = memory if memory_pos is None else memory + memory_pos
+    return split_heads(attn.k_proj(key_input), h), split_heads(attn.v_proj(memory), h)
 
 
 def cross_attend(
@@ -78,9 +88,13 @@ def cross_attend(
     keys: torch.Tensor,
     values: torch.Tensor,
     memory_padding: torch.Tensor | None,
+    query_pos: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """softmax(q k^T / sqrt(D)) v with precomputed memory keys/values: (B, T, d) -> (B, T, d)."""
-    q = split_heads(attn.q_proj(y), attn.num_heads)
+    """softmax(q k^T / sqrt(D)) v with precomputed memory keys/values: (B, T, d) -> (B, T, d).
+
+    ``query_pos`` (B or 1, T, d), if given, is added to the queries' input only (DETR).
+    """
+    q = split_heads(attn.q_proj(y if query_pos is None else y + query_pos), attn.num_heads)
     p = attn.dropout if attn.training else 0.0
     if memory_padding is None:
         o = F.scaled_dot_product_attention(q, keys, values, dropout_p=p, scale=attn.scale)
@@ -89,6 +103,19 @@ def cross_attend(
             q, keys, values, scale=attn.scale, dropout_p=p, key_padding_mask=memory_padding
         )
     return attn.out_proj(merge_heads(o))
+
+
+def attend_with_position(
+    attn: MultiHeadAttention,
+    x: torch.Tensor,
+    pos: torch.Tensor | None,
+    key_padding_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """Self-attention with ``q = k = x + pos`` and ``v = x`` (plain self-attention without pos)."""
+    if pos is None:
+        return attn(x, key_padding_mask=key_padding_mask)
+    qk = x + pos
+    return attn(qk, qk, x, key_padding_mask=key_padding_mask)
 
 
 def residual(
@@ -149,9 +176,15 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.norm_first = bool(norm_first)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        *,
+        pos: torch.Tensor | None = None,
+    ):
         def attend(h: torch.Tensor) -> torch.Tensor:
-            return self.self_attn(h, key_padding_mask=key_padding_mask)
+            return attend_with_position(self.self_attn, h, pos, key_padding_mask)
 
         x = residual(x, self.norm1, self.norm_first, attend, self.dropout)
         return residual(x, self.norm2, self.norm_first, self.ffn, nn.Identity())
@@ -206,15 +239,22 @@ class DecoderLayer(nn.Module):
         key_padding_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         use_cache: bool = False,
+        query_pos: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache | None]:
         """y (B, T, d) -> (B, T, d) and the grown self-attention cache (``None`` without).
 
         ``cross_kv`` are the memory's keys and values from ``cross_attention_kv``; ``None``
         skips the cross-attention branch (BLIP's unimodal text mode, ``multimodal/blip.py``).
+        ``query_pos`` (B or 1, T, d) is added to the self-attention's queries and keys and to
+        the cross-attention's queries (DETR's object queries; no cache then).
         """
+        if query_pos is not None and (cache is not None or use_cache):
+            raise ArgumentError("query_pos is for DETR-style decoding without a KV cache")
         new_cache: list[KVCache | None] = [None]
 
         def attend(h: torch.Tensor) -> torch.Tensor:
+            if query_pos is not None:
+                return attend_with_position(self.self_attn, h, query_pos, key_padding_mask)
             if not use_cache:
                 return self.self_attn(h, key_padding_mask=key_padding_mask, cache=cache)
             out, new_cache[0] = self.self_attn(
@@ -223,7 +263,8 @@ class DecoderLayer(nn.Module):
             return out
 
         def cross(h: torch.Tensor) -> torch.Tensor:
-            return cross_attend(self.cross_attn, h, cross_kv[0], cross_kv[1], memory_padding)
+            return cross_attend(self.cross_attn, h, cross_kv[0], cross_kv[1], memory_padding,
+                                query_pos)
 
         y = residual(y, self.norm1, self.norm_first, attend, self.dropout)
         if cross_kv is not None:
@@ -237,6 +278,7 @@ __all__ = [
     "DecoderLayer",
     "EncoderLayer",
     "FeedForward",
+    "attend_with_position",
     "check_activation",
     "cross_attend",
     "cross_attention_kv",
