@@ -238,7 +238,8 @@ class DETR(nn.Module):
     ``DETR(config)`` or ``DETR(**fields)``. Submodules (named for the HF mapping):
     ``backbone`` (``stem``, ``stages``), ``input_projection``, ``query_embed``, ``encoder``
     and ``decoder`` (``EncoderLayer`` / ``DecoderLayer``), ``decoder_norm``, ``class_head``,
-    ``box_head`` (3 Linear layers). ``forward(images, padding_mask=None)`` -> ``DETROutput``.
+    ``box_head`` (3 Linear layers). ``forward(images, padding_mask=None, queries=None)`` ->
+    ``DETROutput``.
     """
 
     def __init__(self, config: DETRConfig | None = None, **fields: Any) -> None:
@@ -297,11 +298,16 @@ class DETR(nn.Module):
             x = layer(x, key_padding, pos=pos)
         return x, pos, key_padding
 
-    def forward(self, images: torch.Tensor, padding_mask: torch.Tensor | None = None
-                ) -> DETROutput:
+    def forward(self, images: torch.Tensor, padding_mask: torch.Tensor | None = None,
+                queries: torch.Tensor | None = None) -> DETROutput:
+        """``queries`` (B, N, d): the decoder's initial content (default zeros, the paper's;
+        HF's ``decoder_inputs_embeds``); the object queries are always added as positions."""
         memory, pos, key_padding = self.encode(images, padding_mask)
         query_pos = self.query_embed.weight[None].expand(memory.shape[0], -1, -1)
-        y = torch.zeros_like(query_pos)
+        if queries is not None and queries.shape != query_pos.shape:
+            raise ShapeError(f"queries must be (B, N, d) = {tuple(query_pos.shape)}, got "
+                             f"{tuple(queries.shape)}")
+        y = torch.zeros_like(query_pos) if queries is None else queries
         c = self.config
         inter = []
         for i, layer in enumerate(self.decoder):
@@ -319,6 +325,34 @@ class DETR(nn.Module):
             return DETROutput(logits, boxes)
         aux_logits, aux_boxes = self.heads(torch.stack(inter))
         return DETROutput(logits, boxes, aux_logits, aux_boxes)
+
+
+def pad_batch(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A list of (3, H_i, W_i) images -> zero-padded (B, 3, H, W) and padding mask (B, H, W)."""
+    if not isinstance(images, (list, tuple)) or not images:
+        raise ArgumentTypeError("images must be a non-empty list of (C, H, W) tensors")
+    h = max(int(im.shape[-2]) for im in images)
+    w = max(int(im.shape[-1]) for im in images)
+    batch = images[0].new_zeros(len(images), images[0].shape[0], h, w)
+    padding = torch.ones(len(images), h, w, dtype=torch.bool, device=images[0].device)
+    for i, im in enumerate(images):
+        if im.dim() != 3 or im.shape[0] != batch.shape[1]:
+            raise ShapeError(f"images[{i}] must be ({batch.shape[1]}, H, W), got "
+                             f"{tuple(im.shape)}")
+        batch[i, :, : im.shape[-2], : im.shape[-1]] = im
+        padding[i, : im.shape[-2], : im.shape[-1]] = False
+    return batch, padding
+
+
+@torch.no_grad()
+def detect(model: DETR, images: list[torch.Tensor], top_k: int = 100
+           ) -> list[dict[str, torch.Tensor]]:
+    """Images of any sizes -> per image the top-k detections in its own pixels (no NMS)."""
+    batch, padding = pad_batch(images)
+    out = model(batch, padding_mask=padding if bool(padding.any()) else None)
+    # the boxes are relative to each image's valid region, as the sine encoding is
+    sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+    return postprocess(out, sizes, top_k)
 
 
 @torch.no_grad()
@@ -354,6 +388,8 @@ __all__ = [
     "FrozenBatchNorm2d",
     "ResNetBackbone",
     "ResidualBlock",
+    "detect",
+    "pad_batch",
     "postprocess",
     "sine_position_encoding_2d",
 ]

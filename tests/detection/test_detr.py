@@ -87,6 +87,18 @@ def test_logits_and_boxes_equal_hf(aux):
     assert_close(o.boxes, r.pred_boxes, what="boxes")
 
 
+def test_initial_queries_equal_hf_decoder_inputs_embeds():
+    """``queries`` is HF's ``decoder_inputs_embeds`` (the decoder's initial content)."""
+    _, ref, ours = _pair(False)
+    x, valid = _images()
+    q = torch.randn(2, 10, 32, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        r = ref(pixel_values=x, pixel_mask=valid, decoder_inputs_embeds=q)
+        o = ours.eval()(x, padding_mask=~valid.bool(), queries=q)
+    assert_close(o.logits, r.logits, what="logits")
+    assert_close(o.boxes, r.pred_boxes, what="boxes")
+
+
 def test_matched_indices_equal_hf():
     """Our matcher and HF's on the same outputs: identical indices, over several batches."""
     _require_loss = require("transformers.loss.loss_for_object_detection")
@@ -200,6 +212,21 @@ def test_detr_targets_and_errors():
         SetCriterion(2)(model.eval()(torch.randn(1, 3, 32, 32)), [{"labels": torch.zeros(1)}])
     with pytest.raises(ShapeError):
         HungarianMatcher()(torch.randn(2, 3, 3), torch.rand(2, 3, 4), _targets([1]))
+
+
+def test_recipe_trains_and_writes_coco_results(tmp_path):
+    """``paperlab train detr`` in miniature: the shared Trainer, COCO mAP, results JSON."""
+    import json
+
+    from paperlab.recipes.detr import DETRRecipeConfig
+    from paperlab.training.trainer import train
+
+    cfg = DETRRecipeConfig(steps=2, batch_size=4, shapes_images=8, image_size=32, warmup=1,
+                           out=str(tmp_path), progress=False)
+    summary = train("detr", cfg)
+    assert summary.step == 2 and 0.0 <= summary.eval["AP50"] <= 1.0
+    results = json.loads((tmp_path / "detections.json").read_text())
+    assert results and {"image_id", "category_id", "bbox", "score"} <= set(results[0])
 
 
 def test_importer_refuses_what_it_cannot_map():
