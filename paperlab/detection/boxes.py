@@ -19,13 +19,16 @@ the size, ``cxcywh`` the centre and the size. Everything a detector does with bo
   optionally a ground truth's best predictions are matched even when their quality is low.
 - sampling: a fixed-size batch of anchors/proposals with at most ``positive_fraction`` positives.
 
-How NMS runs without a loop per box. The boxes are sorted once and taken in blocks (of
-``block`` boxes, larger where most boxes are being suppressed). A block first loses every box
-that overlaps a box already kept in an earlier block (one IoU matrix, kept x block). Among the
-survivors the greedy rule is the triangular system
-``keep[i] = not any(keep[k] and over[k, i] for k < i)``, which has one solution; iterating it
-from ``keep = all`` fixes one more leading position per step and stops at that solution
-(Cluster-NMS, Zheng et al. 2020), usually after one to four steps. IoU is computed with the
+How NMS runs without a loop per box. The boxes are sorted once and suppressed in rounds. A
+round takes the first boxes left (a short first round of 3/8 ``block``: in a detector's output
+most boxes are suppressed by a few; ``block`` afterwards) and solves the greedy rule among
+them, the triangular system ``keep[i] = not any(keep[k] and over[k, i] for k < i)`` on one
+IoU matrix; it has one solution, and iterating it from ``keep = all`` fixes one more
+leading position per step and stops at that solution (Cluster-NMS, Zheng et al. 2020),
+usually after one to four steps. The boxes kept then drop
+every later box they overlap (one kept x rest matrix), and the survivors are the next round's
+problem: boxes kept earlier no longer touch them. A small problem (at most 5/4 of a round) is
+one round, one dense matrix, a few dozen tensor operations in all. IoU is computed with the
 very float operations of torchvision's kernel (``inter / (area_i + area_j - inter)`` in the
 boxes' dtype, and ``> threshold`` with the threshold's float64 meaning), so the kept indices
 are exactly torchvision's.
@@ -38,6 +41,7 @@ same argument order, same results; tests/detection/test_boxes.py proves it).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -211,74 +215,88 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
 
 
 def _pair_iou(a: Tensor, area_a: Tensor, b: Tensor, area_b: Tensor) -> Tensor:
-    """IoU ``(len(a), len(b))`` with torchvision's float operations, in the boxes' dtype."""
-    ax1, ay1, ax2, ay2 = a.t().contiguous()
-    bx1, by1, bx2, by2 = b.t().contiguous()
-    w = torch.minimum(ax2[:, None], bx2[None, :])
-    w -= torch.maximum(ax1[:, None], bx1[None, :])
-    h = torch.minimum(ay2[:, None], by2[None, :])
-    h -= torch.maximum(ay1[:, None], by1[None, :])
-    inter = w.clamp_(min=0).mul_(h.clamp_(min=0))
-    union = area_a[:, None] + area_b[None, :]
-    return inter.div_(union.sub_(inter))
+    """IoU ``(n, m)`` of boxes given by their coordinates ``a`` (4, n) and ``b`` (4, m) (rows
+    x1, y1, x2, y2) with torchvision's float operations, in the boxes' dtype:
+    ``w = max(0, min(x2) - max(x1))`` (and h), ``inter / (area_a + area_b - inter)``. The
+    intermediates are (2, n, m), m contiguous, so every operation is vectorised."""
+    lt = torch.maximum(a[:2, :, None], b[:2, None])
+    wh = torch.minimum(a[2:, :, None], b[2:, None]).sub_(lt).clamp_(min=0)
+    inter = wh[0].mul_(wh[1])
+    return inter.div_((area_a[:, None] + area_b).sub_(inter))
 
 
-def _threshold(iou_threshold: float, dtype: torch.dtype) -> Tensor:
+@functools.lru_cache(maxsize=64)
+def _threshold(iou_threshold: float, dtype: torch.dtype) -> float:
     """The largest ``dtype`` number ``u <= iou_threshold``: ``x > u`` iff ``x > iou_threshold``
     for every ``x`` of that dtype, so the comparison runs in the boxes' dtype yet means the
-    float64 comparison of torchvision's kernel."""
+    float64 comparison of torchvision's kernel (a Python float, exact in ``dtype``)."""
     u = torch.tensor(iou_threshold, dtype=dtype)
     if float(u) > iou_threshold:
         u = torch.nextafter(u, torch.tensor(-math.inf, dtype=dtype))
-    return u
+    return float(u)
 
 
 def _greedy(over: Tensor) -> Tensor:
-    """Solve ``keep[i] = ~any_k<i(keep[k] & over[k, i])`` for a block's ``IoU > threshold``.
+    """Solve ``keep[i] = ~any_k<i(keep[k] & over[k, i])`` for a block's ``IoU > threshold``
+    given as a float 0/1 matrix with only the pairs ``k < i`` (the strict upper triangle) set;
+    returns keep as a float 0/1 vector.
 
-    Only the pairs ``k < i`` matter (the strict upper triangle). Iterating from ``keep = all``
-    fixes at least one more leading position per step; a step that changes nothing has reached
-    the unique solution (usually after 1-4 steps).
+    Iterating from ``keep = all`` fixes at least one more leading position per step; a step
+    that changes nothing has reached the unique solution (usually after 1-4 steps). Each step
+    counts the kept boxes suppressing each box, a vector-matrix product (exact in float).
     """
-    over = over.triu(1).to(torch.float32)
-    keep = torch.ones(over.shape[0], dtype=torch.float32, device=over.device)
+    keep = over.sum(0).logical_not_()  # the first step, from keep = all
     while True:
-        # the number of kept boxes suppressing each box (a matrix-vector product; exact)
-        new = (torch.mv(over.t(), keep) == 0).to(torch.float32)
+        new = (keep @ over).logical_not_()
         if torch.equal(new, keep):
-            return keep.bool()
+            return new
         keep = new
 
 
+def _over(a: Tensor, area_a: Tensor, b: Tensor, area_b: Tensor, thr: float,
+          labels_a: Tensor | None, labels_b: Tensor | None) -> Tensor:
+    """``IoU > thr`` as a float 0/1 matrix (``len(a), len(b)``), pairs of one label only."""
+    over = _pair_iou(a, area_a, b, area_b).gt_(thr)
+    return over if labels_a is None else over.mul_(labels_a[:, None] == labels_b)
+
+
 def _nms_sorted(boxes: Tensor, iou_threshold: float, labels: Tensor | None, block: int) -> Tensor:
-    """Keep mask of the greedy NMS over ``boxes`` already sorted by decreasing score."""
-    n = boxes.shape[0]
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    """What the greedy NMS keeps, as positions (ascending) or, where one round decides all the
+    boxes, a keep mask (either indexes the sort order); ``boxes`` (4, N) coordinates
+    (rows x1, y1, x2, y2) sorted by decreasing score, ``labels`` (N,) restricting suppression
+    to equal labels, or None.
+
+    Rounds: the greedy rule among the first boxes left (one IoU matrix; 3/8 ``block`` boxes in
+    the first round, ``block`` afterwards), then those kept drop every later box they overlap
+    (one kept x rest matrix); the survivors are the next round's problem, which the kept boxes
+    no longer touch. At most 5/4 of a round's size left: one last round, a single dense matrix.
+    """
     thr = _threshold(iou_threshold, boxes.dtype)
-    keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
-    kept = torch.empty(0, dtype=torch.long, device=boxes.device)
-    start, size = 0, block
-    while start < n:
-        stop = min(start + size, n)
-        alive = torch.arange(start, stop, device=boxes.device)
-        if kept.numel():  # first, the boxes already kept in earlier blocks suppress
-            over = _pair_iou(boxes[kept], area[kept], boxes[alive], area[alive]) > thr
-            if labels is not None:
-                over &= labels[kept][:, None] == labels[None, alive]
-            alive = alive[~over.any(0)]
-        if alive.numel():
-            b, a = boxes[alive], area[alive]
-            over = _pair_iou(b, a, b, a) > thr  # then the greedy rule among the survivors
-            if labels is not None:
-                over &= labels[alive][:, None] == labels[None, alive]
-            survivors = alive[_greedy(over)]
-            keep[survivors] = True
-            kept = torch.cat((kept, survivors))
-        # next block: about `block` boxes expected to survive the kept ones, and at most
-        # 256 * block IoU entries against them (large blocks when most boxes are suppressed)
-        rate = max(alive.numel(), 1) / (stop - start)
-        start, size = stop, int(max(block, min(block / rate, 256 * block / max(len(kept), 1))))
-    return keep
+    area = (boxes[2:] - boxes[:2]).prod(0)  # (x2 - x1) * (y2 - y1), one product: exact
+    position = None  # positions of the boxes left; None: all of them, in order
+    parts = []
+    size = max(1, 3 * block // 8)  # a short first round: most boxes may be suppressed
+    while True:
+        m = boxes.shape[1]
+        size = m if 4 * m <= 5 * size else size
+        if size == m:  # the last round
+            keep = _greedy(_over(boxes, area, boxes, area, thr, labels, labels).triu_(1)).bool()
+            parts.append(keep if position is None else position[keep])
+            break
+        b, a = boxes[:, :size], area[:size]
+        lab = None if labels is None else labels[:size]
+        kept = _greedy(_over(b, a, b, a, thr, lab, lab).triu_(1)).nonzero()[:, 0]
+        parts.append(kept if position is None else position[kept])
+        rest = _over(b[:, kept], a[kept], boxes[:, size:], area[size:], thr,
+                     None if lab is None else lab[kept], None if labels is None else labels[size:])
+        alive = rest.any(0).logical_not_().nonzero()[:, 0]
+        if alive.numel() == 0:
+            break
+        position = (alive + size) if position is None else position[size:][alive]
+        boxes, area = boxes[:, size:][:, alive], area[size:][alive]
+        labels = None if labels is None else labels[size:][alive]
+        size = block
+    return parts[0] if len(parts) == 1 else torch.cat(parts)  # one part: maybe a bool mask
 
 
 def _check_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> None:
@@ -295,14 +313,14 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, block: int = 256
 
     A box is dropped when its IoU with a higher-scoring kept box is ``> iou_threshold``
     (strictly). Equal scores keep index order. ``boxes`` ``(N, 4)`` xyxy, ``scores`` ``(N,)``.
-    ``block`` sets the block size (blocks grow where most boxes are suppressed; at most about
-    ``256 * block`` IoU entries at a time); it does not change the result.
+    ``block`` sets the round size (3/8 of it in the first round; at most ``block`` x the boxes
+    left IoU entries at a time); it does not change the result.
     """
     _check_nms(boxes, scores, iou_threshold)
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices
-    keep = _nms_sorted(_upcast(boxes)[order], float(iou_threshold), None, block)
+    keep = _nms_sorted(_upcast(boxes).t()[:, order], float(iou_threshold), None, block)
     return order[keep]
 
 
@@ -323,10 +341,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     if boxes.numel() <= (4000 if boxes.device.type == "cpu" else 100_000):
-        offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
+        offsets = idxs.to(boxes) * (boxes.max() + 1)  # in the boxes' dtype, as torchvision
         return nms(boxes + offsets[:, None], scores, iou_threshold)
     order = torch.sort(scores, descending=True, stable=True).indices
-    keep = _nms_sorted(_upcast(boxes)[order], float(iou_threshold), idxs[order], 256)
+    keep = _nms_sorted(_upcast(boxes).t()[:, order], float(iou_threshold), idxs[order], 256)
     kept = torch.sort(order[keep]).values  # then by score with torch's default sort, as
     return kept[scores[kept].sort(descending=True)[1]]  # torchvision does (ties: its order)
 
