@@ -36,7 +36,9 @@ Vectorised with numpy: the IoUs of every (detection, object) pair of the same im
 in one call; the greedy matching of all images, classes, 4 area ranges and 10 IoU thresholds
 at once, one step per rank of detection within its image and class (only detections with an
 IoU >= .5 candidate take part: the others match nothing at any threshold); the accumulation of
-all classes at once, visiting only the true positives (``_accumulate`` says why that suffices).
+all classes at once, visiting only the true positives. Those two pieces live in
+``coco_matching.py`` (``match``, ``accumulate``, ``paired_iou``); this file holds the
+definitions, VOC's evaluation and the COCO pipeline around them.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from paperlab.detection.coco import (
     load_detections,
     load_ground_truth,
 )
+from paperlab.detection.coco_matching import accumulate, match, paired_iou
 from paperlab.errors import ArgumentError, ShapeError
 from paperlab.registry import export_metric
 
@@ -262,19 +265,8 @@ def coco_box_iou(detections: Any, ground_truth: Any, iscrowd: Any) -> np.ndarray
         raise ShapeError(f"iscrowd must have one flag per ground truth box ({len(g)}), got "
                          f"{len(crowd)}")
     dd, gg = np.broadcast_arrays(d[:, None, :], g[None, :, :])
-    return _paired_iou(dd.reshape(-1, 4), gg.reshape(-1, 4),
+    return paired_iou(dd.reshape(-1, 4), gg.reshape(-1, 4),
                        np.broadcast_to(crowd, dd.shape[:2]).reshape(-1)).reshape(len(d), len(g))
-
-
-def _paired_iou(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """IoU of pairs ``d[i], g[i]`` with maskApi.c's ``bbIou`` arithmetic (float64)."""
-    w = np.minimum(d[:, 2] + d[:, 0], g[:, 2] + g[:, 0]) - np.maximum(d[:, 0], g[:, 0])
-    h = np.minimum(d[:, 3] + d[:, 1], g[:, 3] + g[:, 1]) - np.maximum(d[:, 1], g[:, 1])
-    inter = w * h
-    da = d[:, 2] * d[:, 3]
-    union = np.where(crowd, da, da + g[:, 2] * g[:, 3] - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((w > 0) & (h > 0), inter / union, 0.0)
 
 
 @export_metric("coco-map", note="F4", reference="pycocotools COCOeval")
@@ -320,7 +312,7 @@ def _evaluate(gt: COCOGroundTruth, dt: COCODetections) -> COCOResult:
     d_ord, d_key, rank = d_ord[keep], d_key[keep], rank[keep]
     d_box = dt.boxes[d_ord]
     d_area = d_box[:, 2] * d_box[:, 3]
-    tp_ok, dt_ign = _match(d_key, d_box, g_key, g_box, g_crowd, g_ign, g_id_ok)
+    tp_ok, dt_ign = match(d_key, d_box, g_key, g_box, g_crowd, g_ign, g_id_ok, IOU_THRESHOLDS)
     d_out = (d_area[None, :] < lo[:, None]) | (d_area[None, :] > hi[:, None])  # (A, D)
     dt_ign |= ~tp_ok & d_out[:, None, :]
     tps = tp_ok & ~dt_ign  # (A, T, D); the false positives are the rest, less dt_ign
@@ -333,7 +325,8 @@ def _evaluate(gt: COCOGroundTruth, dt: COCODetections) -> COCOResult:
     recall = -np.ones((T, n_cat, A, M))
     for m, max_det in enumerate(MAX_DETS):
         sel = order[rank[order] < max_det]
-        q, rc_last = _accumulate(tps[:, :, sel], dt_ign[:, :, sel], d_cat[sel], npig)
+        q, rc_last = accumulate(tps[:, :, sel], dt_ign[:, :, sel], d_cat[sel], npig,
+                                RECALL_THRESHOLDS)
         has = (npig > 0).T  # (K, A)
         precision[..., m] = np.where(has[None, None], q.transpose(1, 3, 2, 0), -1.0)
         recall[..., m] = np.where(has[None], rc_last.transpose(1, 2, 0), -1.0)
@@ -343,125 +336,6 @@ def _evaluate(gt: COCOGroundTruth, dt: COCODetections) -> COCOResult:
         s = precision[:, :, k, 0, -1]
         per_category[cid] = float(np.mean(s[s > -1])) if (s > -1).any() else -1.0
     return COCOResult(stats, precision, recall, per_category, gt.category_ids.copy())
-
-
-def _match(d_key, d_box, g_key, g_box, g_crowd, g_ign, g_id_ok):
-    """COCO's greedy matching for every (area range, IoU threshold) at once.
-
-    Returns ``tp_ok`` (A, T, D): matched to an object whose id is not 0, and ``dt_ign`` (A, T,
-    D): matched to an ignored object. Detections (grouped by key, by score inside a group)
-    take part only if some object of their group has IoU >= .5 with them; the others
-    match nothing at any threshold. Step s handles the s-th such detection of every group.
-    """
-    A, T, D = g_ign.shape[0], len(IOU_THRESHOLDS), len(d_key)
-    thr = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
-    tp_ok = np.zeros((A, T, D), bool)
-    dt_ign = np.zeros((A, T, D), bool)
-    if D == 0 or len(g_key) == 0:
-        return tp_ok, dt_ign
-    # every (detection, object) pair of the same group: one IoU call
-    start = np.searchsorted(g_key, d_key, side="left")
-    count = np.searchsorted(g_key, d_key, side="right") - start
-    pair_d = np.repeat(np.arange(D), count)
-    offset = np.arange(len(pair_d)) - np.repeat(np.cumsum(count) - count, count)
-    pair_g = np.repeat(start, count) + offset
-    iou = _paired_iou(d_box[pair_d], g_box[pair_g], g_crowd[pair_g])
-    cand = iou >= thr[0]
-    pair_d, pair_g, iou = pair_d[cand], pair_g[cand], iou[cand]
-    if len(pair_d) == 0:
-        return tp_ok, dt_ign
-    # candidate lists (one row per live detection, objects in group order, padded)
-    live, n_c = np.unique(pair_d, return_counts=True)
-    row = np.searchsorted(live, pair_d)
-    col = np.arange(len(pair_d)) - np.repeat(np.cumsum(n_c) - n_c, n_c)
-    C, G = int(n_c.max()), len(g_key)
-    c_g = np.full((len(live), C), G)  # G: a padding object that never matches (IoU -1)
-    c_iou = np.full((len(live), C), -1.0)
-    c_g[row, col], c_iou[row, col] = pair_g, iou
-    # step of each live detection: its position among its group's live detections
-    lkey = d_key[live]
-    step = np.arange(len(live)) - np.searchsorted(lkey, lkey, side="left")
-    by_step = np.argsort(step, kind="stable")
-    bounds = np.searchsorted(step[by_step], np.arange(int(step.max()) + 2))
-    regular = np.concatenate([~g_ign, np.zeros((A, 1), bool)], axis=1)  # (A, G + 1)
-    crowd = np.append(g_crowd, False)
-    id_ok = np.append(g_id_ok, False)
-    taken = np.zeros((A, T, G + 1), bool)
-    a_ix, t_ix = np.arange(A)[:, None, None], np.arange(T)[None, :, None]
-    for s in range(len(bounds) - 1):
-        rows = by_step[bounds[s]:bounds[s + 1]]
-        cg, ci = c_g[rows], c_iou[rows]  # (n, C)
-        n = len(rows)
-        ge = ci[None, None] >= thr[None, :, None, None]  # (1, T, n, C)
-        free = ~taken[:, :, cg] | crowd[cg][None, None]  # (A, T, n, C)
-        reg = regular[:, cg][:, None]  # (A, 1, n, C)
-        ok = ge & free
-        use = np.where((ok & reg).any(-1, keepdims=True), ok & reg, ok & ~reg)
-        val = np.where(use, ci[None, None], -1.0)
-        j = C - 1 - np.argmax(val[..., ::-1], axis=-1)  # the last best (A, T, n)
-        found = use.any(-1)
-        g_sel = cg[np.arange(n)[None, None], j]
-        taken[np.broadcast_to(a_ix, found.shape)[found],
-              np.broadcast_to(t_ix, found.shape)[found], g_sel[found]] = True
-        d_idx = live[rows]
-        tp_ok[:, :, d_idx] = found & id_ok[g_sel]
-        dt_ign[:, :, d_idx] = found & ~np.take_along_axis(regular, g_sel.reshape(A, -1),
-                                                          axis=1).reshape(found.shape)
-    return tp_ok, dt_ign
-
-
-def _accumulate(tps: np.ndarray, ign: np.ndarray, cat: np.ndarray,
-                npig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Precision at the 101 recall points (A, T, K, R) and the final recall (A, T, K) of
-    every category at once. ``tps`` and ``ign`` (A, T, n): true positives and ignored
-    detections in accumulation order, which is sorted by category (``cat`` (n,));
-    ``npig`` (A, K): the objects that count.
-
-    Only the true positives are visited. COCOeval reads the envelope max(pr[p:]) at p = the
-    first detection whose recall tp / npig reaches R_r; recall grows only at a true positive,
-    so p is the c_r-th true positive, c_r = the least c with c / npig >= R_r, and the
-    precision between true positives only falls, so the envelope is the largest precision
-    over the true positives from the c_r-th on: pr_i = i / (N_i + eps) at the i-th, N_i the
-    detections not ignored up to it (COCOeval's tp + fp).
-    """
-    A, T, n = tps.shape
-    K, R = npig.shape[1], len(RECALL_THRESHOLDS)
-    counts = np.bincount(cat, minlength=K)
-    seg_start = np.cumsum(counts) - counts
-    tp_at = np.flatnonzero(tps)  # in (row = a * T + t, position) order
-    row, pos = np.divmod(tp_at, n)
-    k = cat[pos]
-    seg = row * K + k  # non-decreasing: positions are sorted by category
-    n_tp = np.bincount(seg, minlength=A * T * K)
-    first = np.cumsum(n_tp) - n_tp
-    i = (np.arange(len(tp_at)) - first[seg] + 1).astype(np.float64)
-    ign_at = np.flatnonzero(ign)
-    ignored = (np.searchsorted(ign_at, tp_at, side="right")
-               - np.searchsorted(ign_at, row * n + seg_start[k], side="left"))
-    seen = (pos - seg_start[k] + 1 - ignored).astype(np.float64)  # tp + fp
-    pr = i / (seen + np.spacing(1))
-    n_tp = n_tp.reshape(A, T, K)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rc_last = n_tp / npig[:, None, :]
-    # c_r per (area, category): ceil(R_r npig), corrected by one where rounding misleads
-    npf = npig.astype(np.float64)[:, :, None]
-    c = np.ceil(RECALL_THRESHOLDS * npf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.where((c > 0) & ((c - 1) / npf >= RECALL_THRESHOLDS), c - 1, c)
-        c = np.where(c / npf < RECALL_THRESHOLDS, c + 1, c)
-    c = np.maximum(np.nan_to_num(c, nan=0.0, posinf=0.0), 1).astype(np.int64)  # (A, K, R)
-    reach = c[:, None] <= n_tp[..., None]  # (A, T, K, R)
-    ends = (first + n_tp.ravel()).reshape(A, T, K, 1)
-    at = np.where(reach, first.reshape(A, T, K, 1) + c[:, None] - 1, ends)
-    # the envelope: maxima of the pieces between consecutive sample points, then a suffix
-    # maximum over the 101 points
-    starts = at.ravel()
-    stops = np.append(starts[1:], len(pr))
-    padded = np.zeros(len(pr) + 1)  # one past the end, so every start is a valid index
-    padded[:-1] = pr
-    piece = np.where(starts < stops, np.maximum.reduceat(padded, starts), 0.0)
-    env = np.maximum.accumulate(piece.reshape(A, T, K, R)[..., ::-1], axis=-1)[..., ::-1]
-    return np.where(reach, env, 0.0), rc_last
 
 
 def _summarize(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
