@@ -210,7 +210,7 @@ def _check_targets(images: list[Tensor], targets: list[dict[str, Tensor]] | None
 class TinyBackbone(nn.Module):
     """A small CNN for the experiments: ``levels`` feature maps at strides 8, 16, ...
 
-    Stem: 3 stride-2 conv3x3 + BatchNorm-free ReLU blocks (stride 8, ``width`` channels);
+    Stem: 3 stride-2 conv3x3 + BatchNorm + ReLU blocks (stride 8, ``width`` channels);
     each further level one more stride-2 block. Every level is projected to ``out_channels``
     by a 1x1 conv; returns ``{"0": stride 8, "1": stride 16, ...}``."""
 
@@ -220,7 +220,8 @@ class TinyBackbone(nn.Module):
         self.out_channels = out_channels
 
         def block(i: int, o: int) -> nn.Module:
-            return nn.Sequential(nn.Conv2d(i, o, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+            return nn.Sequential(nn.Conv2d(i, o, 3, stride=2, padding=1, bias=False),
+                                 nn.BatchNorm2d(o), nn.ReLU(inplace=True))
 
         self.stem = nn.Sequential(block(3, width // 2), block(width // 2, width),
                                   block(width, width))
