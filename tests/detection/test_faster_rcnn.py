@@ -45,8 +45,9 @@ def _pair(levels: int, num_classes: int = 6):
         box_predictor=tvd.faster_rcnn.FastRCNNPredictor(64, num_classes),
         **{k: v for k, v in SETTINGS.items() if k != "representation_size"})
     with torch.no_grad():  # spread the scores so ranks and NMS decisions are not ties
-        for p in ref.parameters():
-            p.normal_(0, 0.2 if p.dim() > 1 else 0.05)
+        for name, p in ref.named_parameters():  # (the backbone keeps its own init)
+            if not name.startswith("backbone."):
+                p.normal_(0, 0.2 if p.dim() > 1 else 0.05)
     ours = FasterRCNN(TinyBackbone(out_channels=16, width=16, levels=levels), num_classes,
                       anchor_sizes=SIZES[levels], aspect_ratios=RATIOS[levels],
                       featmap_names=names, **SETTINGS)

@@ -36,8 +36,9 @@ def pair(levels: int, width: int, min_size: int, num_classes: int = 6,
         box_head=tvd.faster_rcnn.TwoMLPHead(width * 49, 256),
         box_predictor=tvd.faster_rcnn.FastRCNNPredictor(256, num_classes), **common)
     with torch.no_grad():  # spread the scores, so there are detections to post-process
-        for p in ref.parameters():
-            p.normal_(0, 0.2 if p.dim() > 1 else 0.05)
+        for name, p in ref.named_parameters():  # (the backbone keeps its own init)
+            if not name.startswith("backbone."):
+                p.normal_(0, 0.2 if p.dim() > 1 else 0.05)
     ours = FasterRCNN(TinyBackbone(width, width, levels), num_classes, anchor_sizes=sizes,
                       aspect_ratios=ratios, featmap_names=names, representation_size=256,
                       **common)
