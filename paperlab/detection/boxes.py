@@ -269,13 +269,16 @@ def _nms_sorted(boxes: Tensor, iou_threshold: float, labels: Tensor | None, bloc
     Rounds: the greedy rule among the first boxes left (one IoU matrix; 3/8 ``block`` boxes in
     the first round, ``block`` afterwards), then those kept drop every later box they overlap
     (one kept x rest matrix); the survivors are the next round's problem, which the kept boxes
-    no longer touch. At most 5/4 of a round's size left: one last round, a single dense matrix.
+    no longer touch. Where the previous round kept most of its boxes, the round's matrix and
+    the rest's are one (round x left) matrix (fewer operations, little extra arithmetic). At
+    most 5/4 of a round's size left: one last round, a single dense matrix.
     """
     thr = _threshold(iou_threshold, boxes.dtype)
     area = (boxes[2:] - boxes[:2]).prod(0)  # (x2 - x1) * (y2 - y1), one product: exact
     position = None  # positions of the boxes left; None: all of them, in order
     parts = []
     size = max(1, 3 * block // 8)  # a short first round: most boxes may be suppressed
+    dense = False
     while True:
         m = boxes.shape[1]
         size = m if 4 * m <= 5 * size else size
@@ -285,11 +288,19 @@ def _nms_sorted(boxes: Tensor, iou_threshold: float, labels: Tensor | None, bloc
             break
         b, a = boxes[:, :size], area[:size]
         lab = None if labels is None else labels[:size]
-        kept = _greedy(_over(b, a, b, a, thr, lab, lab).triu_(1)).nonzero()[:, 0]
+        if dense:  # most boxes survive: one (size, m) matrix for the round and the rest
+            over = _over(b, a, boxes, area, thr, lab, labels)
+            keep = _greedy(over[:, :size].triu_(1))
+            alive = (keep @ over[:, size:]).logical_not_().nonzero()[:, 0]
+            kept = keep.nonzero()[:, 0]
+        else:  # most are suppressed: the rest only against the few kept
+            kept = _greedy(_over(b, a, b, a, thr, lab, lab).triu_(1)).nonzero()[:, 0]
+            rest = _over(b[:, kept], a[kept], boxes[:, size:], area[size:], thr,
+                         None if lab is None else lab[kept],
+                         None if labels is None else labels[size:])
+            alive = rest.any(0).logical_not_().nonzero()[:, 0]
         parts.append(kept if position is None else position[kept])
-        rest = _over(b[:, kept], a[kept], boxes[:, size:], area[size:], thr,
-                     None if lab is None else lab[kept], None if labels is None else labels[size:])
-        alive = rest.any(0).logical_not_().nonzero()[:, 0]
+        dense = 2 * len(kept) > size
         if alive.numel() == 0:
             break
         position = (alive + size) if position is None else position[size:][alive]
