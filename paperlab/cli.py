@@ -1,4 +1,4 @@
-"""The ``paperlab`` command: list, run, report, bench, train, tour, evidence.
+"""The ``paperlab`` command: list, run, report, bench, train, sample, tour, evidence.
 
 Every error a user can cause (unknown name, bad size, unwritable folder) prints one line on
 stderr and exits with status 2; no traceback.
@@ -94,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default runs/train/RECIPE)")
     s.add_argument("--device", help="torch device (default cuda:LOCAL_RANK if available, else cpu)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="draw images from a trained recipe's run (e.g. ldm)")
+    s.add_argument("recipe", metavar="RECIPE", help="a recipe with a sampler (ldm)")
+    s.add_argument("--run", type=Path, help="the training run folder (default runs/train/RECIPE)")
+    s.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
+    s.add_argument("--label", type=int, action="append", default=[], help="a class id (repeatable)")
+    s.add_argument("--num-images", type=int, default=4, help="images per prompt (default 4)")
+    s.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
+    s.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
+    s.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    s.add_argument("--out", type=Path, default=Path("samples"), help="PNG folder (default samples/)")
 
     s = sub.add_parser("tour", help="run every experiment at quick size and build the site")
     s.add_argument("--tag", help="only experiments with this tag")
@@ -343,6 +356,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 130 if summary.interrupted else 0
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    entry = registry.get("recipe", args.recipe)
+    if "sample" not in entry.meta:
+        raise ArgumentError(f"recipe {args.recipe!r} has no sampler")
+    paths = entry.meta["sample"](
+        args.run or Path("runs/train") / args.recipe, args.out, prompts=args.prompt,
+        labels=args.label, num_images=args.num_images, steps=args.steps,
+        guidance_scale=args.guidance_scale, eta=args.eta, seed=args.seed, device=args.device)
+    _console().print(f"{len(paths)} images written to {args.out}")
+    return 0
+
+
 def cmd_tour(args: argparse.Namespace) -> int:
     from paperlab.experiments.runner import ensure_writable, experiment_names
     from paperlab.report import build_site
@@ -432,6 +457,7 @@ COMMANDS = {
     "report": cmd_report,
     "bench": cmd_bench,
     "train": cmd_train,
+    "sample": cmd_sample,
     "tour": cmd_tour,
     "evidence": cmd_evidence,
 }

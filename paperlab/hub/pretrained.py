@@ -18,11 +18,16 @@ KIND_MODULES = {
     "clip": "clip",
     "siglip": "siglip",
     "blip": "blip",
+    "diffusers-unet": "diffusers",
+    "diffusers-autoencoder-kl": "diffusers",
 }
+# kinds whose folders are diffusers' (diffusion_pytorch_model.safetensors), not HF's
+DIFFUSERS_KINDS = ("diffusers-unet", "diffusers-autoencoder-kl")
 
 
 def load_pretrained(kind: str, folder: str | Path) -> nn.Module:
-    """Our ``kind`` model ("bert", "vit", "vit-mae", "clip", "siglip", "blip") from ``folder``."""
+    """Our ``kind`` model ("bert", "vit", "vit-mae", "clip", "siglip", "blip",
+    "diffusers-unet", "diffusers-autoencoder-kl") from ``folder``."""
     if kind not in KIND_MODULES:
         raise UnknownNameError(
             f"unknown model kind {kind!r} for load_pretrained; kinds are: "
@@ -35,6 +40,11 @@ def load_pretrained(kind: str, folder: str | Path) -> nn.Module:
             raise
     if kind not in IMPORTERS:
         raise UnknownNameError(f"no importer for {kind!r} is available yet")
-    config, state = read_hf_folder(folder)
+    if kind in DIFFUSERS_KINDS:
+        from paperlab.hub.diffusers import read_diffusers_folder
+
+        config, state = read_diffusers_folder(folder)
+    else:
+        config, state = read_hf_folder(folder)
     return IMPORTERS[kind](config, state)
 
