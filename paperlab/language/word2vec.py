@@ -41,25 +41,30 @@ The rest is as in word2vec.c and gensim 4.4:
 - CBOW with the sum (``cbow_mean=0``) spreads the error over the context (divides it by the
   context size), as gensim does; with the mean it adds the error to every context row.
 
-How it is fast: no Python loop per word
----------------------------------------
+How it is fast: no Python loop per word (``paperlab.language.word2vec_batch``)
+------------------------------------------------------------------------------
 A chunk of sentences becomes one array of word ids. Subsampling is one random draw per word,
 the windows are one ``randint`` per word, and the (centre, context) pairs of every offset
-``d = 1..window`` come from a comparison of shifted arrays. A batch of pairs is then trained
-at once: gather the rows it touches, compute all the dot products and gradients, and
-``index_add_`` them back (a row that occurs twice gets both updates added). Only touched rows
-are read or written; the same code runs on CUDA (``device="cuda"``).
+``d = 1..window`` come from a comparison of shifted arrays. The chunk's centres are then
+trained in steps of about ``batch_rows`` (4096) rows read (each centre's context rows plus
+its output rows): gather the rows a step touches, compute all its dot products and
+gradients, and ``index_add_`` them back. Only touched rows are read or written, large
+temporaries reuse the same buffers step after step, and the same code runs on CUDA
+(``device="cuda"``).
 
-Two departures from word2vec.c make this possible; the quality tests (gensim's own sanity
+Three departures from word2vec.c make this possible; the quality tests (gensim's own sanity
 bar on the Lee corpus, wordsim353 on head500 beside gensim) are the evidence that the results
 are equivalent:
 
-- a batch reads all its rows before writing any ("Hogwild within a batch"), where word2vec.c
-  updates after every pair, so a frequent word's updates in one batch are summed rather
-  than chained. A batch therefore holds only about ``batch_rows`` (2048) output rows
-  (centres x rows per centre); larger batches let frequent words overshoot (in a pilot on
-  the Lee corpus, CBOW with negative 15 and no subsampling blew up to NaN at 4x that, and
-  were no faster);
+- a step reads all its rows before writing any ("Hogwild within a batch"), where word2vec.c
+  updates after every pair, so a row's updates in one step are summed rather than chained;
+  a row that one step updates more than ``row_cap`` (16) times (the Huffman root, frequent
+  negatives, frequent words without subsampling) gets ``row_cap / n`` of the sum: at most 16
+  updates' worth, along their mean (``word2vec_batch`` explains why; without the cap the
+  root's summed update overshoots and hierarchical softmax falls behind gensim);
+- step k of a chunk trains its centres k, k + S, k + 2S, ... (S steps), so no two centres of
+  one step are neighbours and the overlapping windows of neighbouring words are chained
+  step after step, not summed within one;
 - in skip-gram, the context words of one centre share that centre's K negatives (one draw
   per centre, as pWord2Vec does: Ji et al. 2016, "Parallelizing Word2Vec in Shared and
   Distributed Memory"), so the step is a small matrix product (contexts x (1 + K)) instead
@@ -92,6 +97,14 @@ import torch
 from paperlab.algorithms.huffman import huffman_tree
 from paperlab.errors import ArgumentError, ArgumentTypeError, ConfigError
 from paperlab.language.keyed_vectors import KeyedVectors
+from paperlab.language.word2vec_batch import (
+    Workspace,
+    hs_update,
+    ns_update,
+    padded_tree,
+    reduced_windows,
+    train_groups,
+)
 from paperlab.registry import export_model
 
 __all__ = [
@@ -104,7 +117,6 @@ __all__ = [
     "reduced_windows",
 ]
 
-MAX_EXP = 6.0
 MAX_SENTENCE_LEN = 10000  # gensim's (and word2vec.c's) longest sentence; longer ones split
 HYPERPARAMETERS = (
     "vector_size", "window", "min_count", "max_vocab_size", "sg", "hs", "negative",
@@ -133,120 +145,6 @@ def noise_distribution(counts: Any, ns_exponent: float) -> np.ndarray:
     """Negative sampling's noise: ``P(w) = count_w ** ns_exponent / sum``."""
     p = np.asarray(counts, dtype=np.float64) ** float(ns_exponent)
     return p / p.sum()
-
-
-def _output_step(h, mask, rows, label, valid, weights, alpha, hs, compute_loss):
-    """The shared step: f = h . u, g = (label - s(f)) alpha, u += sum g h, return sum g u.
-
-    h (N, M, D): M inputs per group, ``mask`` (N, M) or None (all real); rows, label and
-    valid (N, R): the R output rows of each group, their labels, which of them count.
-    """
-    u = weights[rows]  # (N, R, D)
-    f = torch.bmm(h, u.transpose(1, 2))  # (N, M, R)
-    keep = valid[:, None, :] if mask is None else mask[:, :, None] & valid[:, None, :]
-    if hs:  # hierarchical softmax: word2vec.c skips a node with |f| >= MAX_EXP
-        keep = keep & (f.abs() < MAX_EXP)
-        s = torch.sigmoid(f)
-    else:  # negative sampling: word2vec.c's table gives 1 above MAX_EXP, 0 below -MAX_EXP
-        s = torch.where(f > MAX_EXP, 1.0, torch.where(f < -MAX_EXP, 0.0, torch.sigmoid(f)))
-    lab = label[:, None, :].to(h.dtype)
-    g = (lab - s).mul_(keep.to(h.dtype)).mul_(alpha)
-    neu1e = torch.bmm(g, u)  # (N, M, D), from the old u
-    weights.index_add_(0, rows.reshape(-1), torch.bmm(g.transpose(1, 2), h).reshape(-1, h.shape[2]))
-    if not compute_loss:
-        return neu1e, None
-    loss = -(torch.nn.functional.logsigmoid((2 * lab - 1) * f) * keep).sum()
-    return neu1e, loss
-
-
-def ns_update(
-    h: torch.Tensor,
-    targets: torch.Tensor,
-    negatives: torch.Tensor,
-    syn1neg: torch.Tensor,
-    alpha: float,
-    mask: torch.Tensor | None = None,
-    compute_loss: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Negative sampling for N groups at once; updates ``syn1neg`` in place.
-
-    h (N, D), or (N, M, D) with ``mask`` (N, M): M inputs sharing one target and its
-    negatives; targets (N,), negatives (N, K) word ids. Label 1 for the target, 0 for a
-    negative; a negative equal to its target is skipped. Returns ``(neu1e, loss)``: the
-    update for the inputs' rows (h's shape) and the summed negative log-likelihood.
-    """
-    squeeze = h.dim() == 2
-    h = h[:, None, :] if squeeze else h
-    rows = torch.cat([targets[:, None], negatives], dim=1)  # (N, 1 + K)
-    label = (torch.arange(rows.shape[1], device=h.device) == 0)[None, :]  # (1, 1 + K)
-    valid = rows != targets[:, None]
-    valid[:, 0] = True  # the target itself; a negative equal to it is skipped
-    neu1e, loss = _output_step(h, mask, rows, label, valid, syn1neg, alpha, False, compute_loss)
-    return (neu1e[:, 0] if squeeze else neu1e), loss
-
-
-def hs_update(
-    h: torch.Tensor,
-    targets: torch.Tensor,
-    tree: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    syn1: torch.Tensor,
-    alpha: float,
-    mask: torch.Tensor | None = None,
-    compute_loss: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Hierarchical softmax for N groups; updates ``syn1`` (V - 1, D) in place.
-
-    ``tree = (points, codes, lengths)``: each word's Huffman path padded to the longest,
-    (V, L) inner-node ids and bits, and (V,) path lengths. Node d of the target's path has
-    label ``1 - code_d``; a node with ``|f| >= 6`` is skipped (word2vec.c). Shapes and result
-    as ``ns_update``.
-    """
-    squeeze = h.dim() == 2
-    h = h[:, None, :] if squeeze else h
-    points, codes, lengths = tree
-    rows, label = points[targets], 1 - codes[targets]
-    valid = torch.arange(points.shape[1], device=h.device)[None, :] < lengths[targets][:, None]
-    neu1e, loss = _output_step(h, mask, rows, label, valid, syn1, alpha, True, compute_loss)
-    return (neu1e[:, 0] if squeeze else neu1e), loss
-
-
-def padded_tree(
-    codes: list[list[int]], points: list[list[int]], device: str | torch.device = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Huffman codes and paths as (V, L) tensors padded to the longest path, plus lengths."""
-    lengths = [len(c) for c in codes]
-    width = max(max(lengths, default=0), 1)
-    pts = np.zeros((len(codes), width), dtype=np.int64)
-    bits = np.zeros((len(codes), width), dtype=np.int64)
-    for w, (code, path) in enumerate(zip(codes, points, strict=True)):
-        pts[w, : len(path)], bits[w, : len(code)] = path, code
-    return (
-        torch.tensor(pts, device=device),
-        torch.tensor(bits, device=device),
-        torch.tensor(lengths, dtype=torch.long, device=device),
-    )
-
-
-def reduced_windows(
-    sentence: torch.Tensor, reduced: torch.Tensor, window: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The context positions of every position at once: (n, 2 window) ids and a mask.
-
-    ``sentence[i]`` is position i's sentence id, ``reduced[i]`` its random ``b`` in
-    ``[0, window)``: j is a context of i when they share a sentence and
-    ``1 <= |i - j| <= window - b_i``. Column order: offsets -window..-1, 1..window.
-    """
-    n = len(sentence)
-    dev = sentence.device
-    offsets = torch.cat(
-        [torch.arange(-window, 0, device=dev), torch.arange(1, window + 1, device=dev)]
-    )
-    pos = torch.arange(n, device=dev)[:, None] + offsets[None, :]
-    inside = (pos >= 0) & (pos < n)
-    pos = pos.clamp(0, n - 1)
-    mask = inside & (sentence[pos] == sentence[:, None])
-    mask &= offsets.abs()[None, :] <= (window - reduced)[:, None]
-    return pos, mask
 
 
 # ----------------------------------------------------------------------------- the corpus
@@ -317,7 +215,8 @@ def _sentences(sentences: Iterable[Any] | None, corpus_file: str | Path | None) 
 class Word2Vec:
     """gensim-compatible Word2Vec (see the module docstring); trains at once given a corpus."""
 
-    batch_rows = 2048  # output rows per step: centres per step = batch_rows / rows per centre
+    batch_rows = 4096  # rows read per step: centres x (2 window + output rows per centre)
+    row_cap: float | None = 16.0  # the most pair updates a row takes in full per step
 
     def __init__(
         self,
@@ -380,6 +279,7 @@ class Word2Vec:
         self.running_training_loss = 0.0
         self.syn1neg = self.syn1 = None
         self.generator = torch.Generator(self.device).manual_seed(self.seed)
+        self._workspace = Workspace()
         if sentences is not None or corpus_file is not None:
             self.build_vocab(sentences, corpus_file=corpus_file)
             self.train(sentences, corpus_file=corpus_file)
@@ -475,46 +375,56 @@ class Word2Vec:
         else:
             reduced = torch.zeros(len(ids), dtype=torch.long, device=dev)
         pos, mask = reduced_windows(sentence, reduced, self.window)
-        has = mask.any(1)
-        centres = torch.nonzero(has)[:, 0]
-        vectors, loss = self._vectors, torch.zeros((), device=dev)
-        rows = (self.negative + 1 if self.negative else 0) + (self._mean_code if self.hs else 0)
-        step = max(32, int(self.batch_rows // max(rows, 1)))
-        for s in range(0, len(centres), step):
-            c = centres[s : s + step]
-            ctx_ids, ctx_mask = ids[pos[c]], mask[c]  # (N, 2W)
-            targets = ids[c]
-            if self.sg:  # each context word's vector predicts the centre word
-                h = vectors[ctx_ids]  # (N, 2W, D); masked slots are ignored
-                neu1e, part = self._output_layer(h, targets, alpha, ctx_mask)
-                vectors.index_add_(0, ctx_ids[ctx_mask], neu1e[ctx_mask])
-            else:  # the context's mean (or sum) predicts the centre word
-                m = ctx_mask.to(vectors.dtype)
-                size = m.sum(1, keepdim=True)
-                h = torch.bmm(m[:, None, :], vectors[ctx_ids])[:, 0]  # (N, D): the sum
-                if self.cbow_mean:
-                    h = h / size
-                neu1e, part = self._output_layer(h, targets, alpha, None)
-                if not self.cbow_mean:  # gensim spreads a summed context's error over its words
-                    neu1e = neu1e / size
-                counts = ctx_mask.sum(1)
-                vectors.index_add_(0, ctx_ids[ctx_mask], neu1e.repeat_interleave(counts, dim=0))
+        centres = torch.nonzero(mask.any(1))[:, 0]
+        outputs = (self.negative + 1 if self.negative else 0) + (
+            self._tree[0].shape[1] if self.hs else 0
+        )
+        step = max(16, self.batch_rows // (outputs + 2 * self.window))  # rows read per centre
+        # step k trains centres k, k + S, k + 2S, ... (S steps): the centres of one step are
+        # far apart, so the overlapping windows of neighbouring words are chained step after
+        # step (as word2vec.c chains them) instead of being summed within a step
+        n_steps = -(-len(centres) // step)
+        centres = centres[torch.argsort(torch.arange(len(centres), device=dev) % n_steps,
+                                        stable=True)]  # fmt: skip
+        targets, context, mask = ids[centres], ids[pos[centres]], mask[centres]
+        negatives = None
+        if self.negative:  # one draw of K negatives per centre, shared by its inputs
+            draw = torch.rand(len(centres), self.negative, generator=gen, device=dev)
+            negatives = torch.searchsorted(self._noise_cdf, draw)
+        loss = torch.zeros((), device=dev)
+        q, r = divmod(len(centres), max(n_steps, 1))
+        start = 0
+        for k in range(n_steps):
+            sl = slice(start, start + q + (k < r))
+            start = sl.stop
+            t = targets[sl]
+            neg = None if negatives is None else negatives[sl]
+
+            def outputs(h, m, t=t, neg=neg):
+                return self._output_layer(h, t, neg, alpha, m)
+
+            part = train_groups(self._vectors, t, context[sl], mask[sl], outputs, alpha,
+                                sg=bool(self.sg), cbow_mean=bool(self.cbow_mean),
+                                cap=self.row_cap, workspace=self._workspace)  # fmt: skip
             if part is not None:
                 loss += part
         return float(loss) if self._with_loss else 0.0
 
     def _output_layer(
-        self, h: torch.Tensor, targets: torch.Tensor, alpha: float, mask: torch.Tensor | None
+        self,
+        h: torch.Tensor,
+        targets: torch.Tensor,
+        negatives: torch.Tensor | None,
+        alpha: float,
+        mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        neu1e, loss, with_loss = None, None, self._with_loss
+        neu1e, loss, with_loss, cap = None, None, self._with_loss, self.row_cap
         if self.hs:
-            neu1e, loss = hs_update(h, targets, self._tree, self.syn1, alpha, mask, with_loss)
-        if self.negative:  # one draw of K negatives per target, shared by its inputs
-            draw = torch.rand(
-                len(targets), self.negative, generator=self.generator, device=h.device
-            )
-            negatives = torch.searchsorted(self._noise_cdf, draw)
-            part, lns = ns_update(h, targets, negatives, self.syn1neg, alpha, mask, with_loss)
+            neu1e, loss = hs_update(h, targets, self._tree, self.syn1, alpha, mask, with_loss, cap,
+                                    self._workspace)  # fmt: skip
+        if negatives is not None:
+            part, lns = ns_update(h, targets, negatives, self.syn1neg, alpha, mask, with_loss, cap,
+                                  self._workspace)  # fmt: skip
             neu1e = part if neu1e is None else neu1e + part
             loss = lns if loss is None else (loss + lns if lns is not None else loss)
         assert neu1e is not None

@@ -21,6 +21,7 @@ from paperlab.language.word2vec import (
     padded_tree,
     reduced_windows,
 )
+from paperlab.language.word2vec_batch import Workspace, row_scale
 
 pytestmark = pytest.mark.note("D1", reference="gensim formulas; word2vec.c updates (float64)")
 
@@ -133,6 +134,29 @@ def test_grouped_update_is_the_sum_of_pair_updates_from_the_same_weights():
             expect_in[i, j] = e[0].numpy()
     np.testing.assert_allclose(w1.numpy(), expect_out, atol=1e-12)
     np.testing.assert_allclose(neu1e.numpy() * mask[..., None], expect_in, atol=1e-12)
+
+
+def test_row_cap_scales_only_the_rows_above_it():
+    rows = torch.tensor([0, 1, 1, 2, 2, 2, 2])
+    assert row_scale(rows, 4, 4.0) is None and row_scale(rows, 4, None) is None
+    assert row_scale(rows, 4, 2.0).tolist() == [1, 1, 1, 0.5, 0.5, 0.5, 0.5]
+    pairs = torch.tensor([6.0, 1.0])  # the first entry carries 6 pair updates
+    assert row_scale(torch.tensor([0, 1]), 2, 3.0, pairs).tolist() == [0.5, 1.0]
+
+
+def test_a_row_above_the_cap_gets_cap_times_the_mean_update():
+    """40 groups share one target and one negative: those two rows take 8/40 of the sum."""
+    rng = np.random.default_rng(4)
+    v, d, n = 10, 6, 40
+    h = torch.tensor(rng.standard_normal((n, d)) * 0.5)
+    syn1 = torch.tensor(rng.standard_normal((v, d)) * 0.5)
+    targets, negatives = torch.full((n,), 3), torch.full((n, 1), 5)
+    summed, capped = syn1.clone(), syn1.clone()
+    e_sum, _ = ns_update(h, targets, negatives, summed, 0.05)
+    e_cap, _ = ns_update(h, targets, negatives, capped, 0.05, cap=8.0, workspace=Workspace())
+    np.testing.assert_allclose((capped - syn1).numpy(), (summed - syn1).numpy() * 8 / 40,
+                               atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(e_cap.numpy(), e_sum.numpy(), atol=1e-12)  # inputs: uncapped
 
 
 def test_reduced_windows_equal_a_loop():

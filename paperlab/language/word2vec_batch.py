@@ -1,0 +1,288 @@
+"""Word2Vec's SGD step on a batch of (centre, context) pairs at once (note D1).
+
+``paperlab.language.word2vec`` states the model; this file is how one chunk of text becomes a
+few large tensor operations instead of a Python loop per word.
+
+The update (word2vec.c's, per pair)
+-----------------------------------
+With input ``h`` (a context vector in skip-gram, the context's mean or sum in CBOW), an output
+row ``u`` and label ``y`` (1 for the target, 0 for a negative; ``1 - code_d`` on the Huffman
+path), ``f = h . u`` and ``g = (y - s(f)) * alpha``; then ``u += g h`` and ``h``'s rows get
+``+= sum g u``. Negative sampling takes word2vec.c's table values ``s = 1`` above ``|f| = 6``
+and ``0`` below; hierarchical softmax skips a node with ``|f| >= 6``. For one pair
+``ns_update`` and ``hs_update`` are word2vec.c's update exactly (tested in float64).
+
+The batch
+---------
+- windows: ``reduced_windows`` gives every position's context slots at once, (n, 2 window)
+  positions and a mask, from one random ``b`` per position;
+- groups: one group per centre word with M inputs (skip-gram: its up to 2 window context
+  vectors, padded and masked; CBOW: one, the context's mean or sum by ``embedding_bag``) and
+  R output rows (1 + K for the target and its K negatives; the target's Huffman path, padded);
+  ``f`` is a batched matrix product (N, M, D) x (N, D, R);
+- writes: every row reads its old value, and the updates of the batch are added with
+  ``index_add_`` ("Hogwild within a batch"), where word2vec.c chains them pair after pair.
+
+The cap on shared rows
+----------------------
+Summing is harmless for a row that a batch touches a few times, but not for the rows that
+many pairs share: the Huffman root is on every path, so in a batch of 1000 skip-gram pairs
+word2vec.c moves it 1000 times, each step from the value the last one left (the steps
+correct each other), while the summed update is 1000 steps all taken from the same point, a
+single step of 1000 alpha that overshoots (the frequent negatives, and frequent words' own
+rows without subsampling, likewise). So a row that receives ``n`` pair updates in one batch
+gets ``min(1, cap / n)`` of their sum: at most ``cap`` updates' worth, in the direction of their
+mean. A row below the cap (almost every row) gets exactly word2vec.c's summed updates; a row
+above it moves as ``cap`` sequential steps along its mean gradient would, to the same fixed
+point (where the mean gradient is zero). ``cap=None`` sums without a cap.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "Workspace",
+    "hs_update",
+    "ns_update",
+    "padded_tree",
+    "reduced_windows",
+    "row_scale",
+    "train_groups",
+]
+
+MAX_EXP = 6.0
+
+
+def row_scale(
+    rows: torch.Tensor, n_rows: int, cap: float | None, weight=None
+) -> torch.Tensor | None:
+    """``min(1, cap / n)`` for every entry of ``rows``, n = the updates its row gets in the batch.
+
+    ``weight`` (same shape as ``rows``): the pair updates each entry carries (default 1 each).
+    Returns None when no row exceeds the cap (or ``cap`` is None): nothing to scale.
+    """
+    if cap is None:
+        return None
+    n = torch.bincount(rows, weights=weight, minlength=n_rows)
+    if float(n.max()) <= cap:
+        return None
+    return (cap / n[rows].clamp(min=1)).clamp_(max=1.0)
+
+
+class Workspace:
+    """Scratch memory reused from step to step for a step's large temporaries.
+
+    A fresh tensor of a few MB per step costs the allocator page faults each time (glibc
+    hands such blocks back to the system); writing with ``out=`` into the same buffers does
+    not. ``ws(name, shape, like)`` is a view of the buffer ``name``, grown when too small.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if (
+            buf is None
+            or buf.numel() < size
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            buf = self._buffers[name] = torch.empty(size, dtype=like.dtype, device=like.device)
+        return buf[:size].view(shape)
+
+
+def _fresh(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device)
+
+
+def _add_rows(weights: torch.Tensor, rows: torch.Tensor, update: torch.Tensor, cap, count=None):
+    scale = row_scale(rows, weights.shape[0], cap, count)
+    if scale is not None:  # every update here is a fresh tensor: scaled in place
+        update.mul_(scale.to(update.dtype)[:, None])
+    weights.index_add_(0, rows, update)
+
+
+def _output_step(h, mask, rows, label, valid, weights, alpha, hs, compute_loss, cap, ws):
+    """The shared step: f = h . u, g = (label - s(f)) alpha, u += sum g h, return sum g u.
+
+    h (N, M, D): M inputs per group, ``mask`` (N, M) or None (all real); rows, label and
+    valid (N, R): the R output rows of each group, their labels, which of them count.
+    """
+    n, m, d = h.shape
+    flat = rows.reshape(-1)
+    r, tag = rows.shape[1], "hs" if hs else "ns"
+    u = torch.index_select(weights, 0, flat, out=ws("u", (n * r, d), h)).view(n, r, d)
+    f = torch.bmm(h, u.transpose(1, 2))  # (N, M, R)
+    keep = valid[:, None, :] if mask is None else mask[:, :, None] & valid[:, None, :]
+    s = torch.sigmoid(f)
+    if hs:  # hierarchical softmax: word2vec.c skips a node with |f| >= MAX_EXP
+        keep = keep & (f.abs() < MAX_EXP)
+    else:  # negative sampling: word2vec.c's table gives 1 above MAX_EXP, 0 below -MAX_EXP
+        s.masked_fill_(f > MAX_EXP, 1.0).masked_fill_(f < -MAX_EXP, 0.0)
+    lab = label[:, None, :].to(h.dtype)
+    g = (lab - s).mul_(keep).mul_(alpha)
+    neu1e = torch.bmm(g, u, out=ws(f"neu1e_{tag}", (n, m, d), h))  # (N, M, D), from the old u
+    pairs = None  # the pair updates each output row carries: its group's real inputs
+    if cap is not None:
+        per_group = m if mask is None else mask.sum(1, keepdim=True)
+        pairs = (valid * per_group).reshape(-1).to(h.dtype)
+    # u's update sum_m g h: one broadcast product for a single input (CBOW), else a matmul
+    du = ws("du", (n, r, d), h)  # (N, R, D)
+    if m == 1:
+        torch.mul(g.transpose(1, 2), h, out=du)
+    else:
+        torch.bmm(g.transpose(1, 2), h, out=du)
+    _add_rows(weights, flat, du.reshape(-1, d), cap, pairs)
+    if not compute_loss:
+        return neu1e, None
+    loss = -(F.logsigmoid((2 * lab - 1) * f) * keep).sum()
+    return neu1e, loss
+
+
+def ns_update(
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    negatives: torch.Tensor,
+    syn1neg: torch.Tensor,
+    alpha: float,
+    mask: torch.Tensor | None = None,
+    compute_loss: bool = True,
+    cap: float | None = None,
+    workspace: Workspace | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Negative sampling for N groups at once; updates ``syn1neg`` in place.
+
+    h (N, D), or (N, M, D) with ``mask`` (N, M): M inputs sharing one target and its
+    negatives; targets (N,), negatives (N, K) word ids. Label 1 for the target, 0 for a
+    negative; a negative equal to its target is skipped. Returns ``(neu1e, loss)``: the
+    update for the inputs' rows (h's shape) and the summed negative log-likelihood.
+    ``cap``: the most pair updates a row of ``syn1neg`` takes in full (module docstring).
+    ``workspace``: reuse its buffers (then ``neu1e`` is valid until the next call).
+    """
+    squeeze = h.dim() == 2
+    h = h[:, None, :] if squeeze else h
+    rows = torch.cat([targets[:, None], negatives], dim=1)  # (N, 1 + K)
+    label = (torch.arange(rows.shape[1], device=h.device) == 0)[None, :]  # (1, 1 + K)
+    valid = rows != targets[:, None]
+    valid[:, 0] = True  # the target itself; a negative equal to it is skipped
+    neu1e, loss = _output_step(h, mask, rows, label, valid, syn1neg, alpha, False, compute_loss,
+                               cap, workspace or _fresh)  # fmt: skip
+    return (neu1e[:, 0] if squeeze else neu1e), loss
+
+
+def hs_update(
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    tree: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    syn1: torch.Tensor,
+    alpha: float,
+    mask: torch.Tensor | None = None,
+    compute_loss: bool = True,
+    cap: float | None = None,
+    workspace: Workspace | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Hierarchical softmax for N groups; updates ``syn1`` (V - 1, D) in place.
+
+    ``tree = (points, codes, lengths)``: each word's Huffman path padded to the longest,
+    (V, L) inner-node ids and bits, and (V,) path lengths. Node d of the target's path has
+    label ``1 - code_d``; a node with ``|f| >= 6`` is skipped (word2vec.c). Shapes, result,
+    ``cap`` and ``workspace`` as ``ns_update``.
+    """
+    squeeze = h.dim() == 2
+    h = h[:, None, :] if squeeze else h
+    points, codes, lengths = tree
+    rows, label = points[targets], 1 - codes[targets]
+    valid = torch.arange(points.shape[1], device=h.device)[None, :] < lengths[targets][:, None]
+    neu1e, loss = _output_step(h, mask, rows, label, valid, syn1, alpha, True, compute_loss, cap,
+                               workspace or _fresh)  # fmt: skip
+    return (neu1e[:, 0] if squeeze else neu1e), loss
+
+
+def padded_tree(
+    codes: list[list[int]], points: list[list[int]], device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Huffman codes and paths as (V, L) tensors padded to the longest path, plus lengths."""
+    lengths = [len(c) for c in codes]
+    width = max(max(lengths, default=0), 1)
+    pts = np.zeros((len(codes), width), dtype=np.int64)
+    bits = np.zeros((len(codes), width), dtype=np.int64)
+    for w, (code, path) in enumerate(zip(codes, points, strict=True)):
+        pts[w, : len(path)], bits[w, : len(code)] = path, code
+    return (
+        torch.tensor(pts, device=device),
+        torch.tensor(bits, device=device),
+        torch.tensor(lengths, dtype=torch.long, device=device),
+    )
+
+
+def reduced_windows(
+    sentence: torch.Tensor, reduced: torch.Tensor, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The context positions of every position at once: (n, 2 window) ids and a mask.
+
+    ``sentence[i]`` is position i's sentence id, ``reduced[i]`` its random ``b`` in
+    ``[0, window)``: j is a context of i when they share a sentence and
+    ``1 <= |i - j| <= window - b_i``. Column order: offsets -window..-1, 1..window.
+    """
+    n = len(sentence)
+    dev = sentence.device
+    offsets = torch.cat(
+        [torch.arange(-window, 0, device=dev), torch.arange(1, window + 1, device=dev)]
+    )
+    pos = torch.arange(n, device=dev)[:, None] + offsets[None, :]
+    inside = (pos >= 0) & (pos < n)
+    pos = pos.clamp(0, n - 1)
+    mask = inside & (sentence[pos] == sentence[:, None])
+    mask &= offsets.abs()[None, :] <= (window - reduced)[:, None]
+    return pos, mask
+
+
+def train_groups(
+    vectors: torch.Tensor,
+    targets: torch.Tensor,
+    context: torch.Tensor,
+    mask: torch.Tensor,
+    outputs,
+    alpha: float,
+    *,
+    sg: bool,
+    cbow_mean: bool = True,
+    cap: float | None = None,
+    workspace: Workspace | None = None,
+) -> torch.Tensor | None:
+    """One batched step for N centre words; updates ``vectors`` and the output rows in place.
+
+    targets (N,) the centre words, context (N, 2 window) their context word ids, mask (N, 2
+    window) which of them are real. ``outputs(h, mask)`` runs the output layers
+    (``ns_update`` and/or ``hs_update``) and returns ``(neu1e, loss or None)``. Skip-gram: each
+    context vector predicts the centre; CBOW: their mean (or sum) does, and every context
+    row gets the error (divided by the context size for the sum, as gensim does).
+    """
+    ws = workspace or _fresh
+    n, width = context.shape
+    d = vectors.shape[1]
+    flat = context.reshape(-1)
+    real = mask.reshape(-1).nonzero()[:, 0]  # the real (centre, context) slots
+    update = ws("update", (len(real), d), vectors)
+    if sg:  # (N, 2W, D); padded slots are masked out of every update
+        h = torch.index_select(vectors, 0, flat, out=ws("h", (n * width, d), vectors))
+        neu1e, loss = outputs(h.view(n, width, d), mask)
+        torch.index_select(neu1e.reshape(n * width, d), 0, real, out=update)
+    else:
+        m = mask.to(vectors.dtype)
+        size = m.sum(1, keepdim=True)
+        weight = m / size if cbow_mean else m
+        h = F.embedding_bag(context, vectors, per_sample_weights=weight, mode="sum")  # (N, D)
+        neu1e, loss = outputs(h, None)
+        if not cbow_mean:  # gensim spreads a summed context's error over its words
+            neu1e = neu1e / size
+        torch.index_select(neu1e, 0, real // width, out=update)
+    _add_rows(vectors, flat.index_select(0, real), update, cap)
+    return loss
