@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
@@ -96,17 +97,35 @@ class HungarianMatcher:
         self.class_cost, self.bbox_cost, self.giou_cost = map(float, costs)
 
     @torch.no_grad()
+    def match_flat(
+        self, logits: torch.Tensor, boxes: torch.Tensor, targets: Sequence[Target]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+        """The assignments as flat arrays over the batch: image, query and target index (the
+        target's row in the concatenation of all images' targets), and each image's cost."""
+        parts, totals, offset = [], [], 0
+        for i, c in enumerate(matching_cost(logits, boxes, targets, self.class_cost,
+                                            self.bbox_cost, self.giou_cost)):
+            c = c.numpy()
+            rows, cols = self.assign(c)
+            parts.append((np.full(len(rows), i), rows, cols + offset))
+            totals.append(float(c[rows, cols].sum()))
+            offset += c.shape[1]
+        image, query, target = (np.concatenate(p).astype(np.int64) for p in zip(*parts))
+        return image, query, target, totals
+
+    @staticmethod
+    def assign(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The least-cost one-to-one assignment of a (N, n) cost matrix: (rows, cols)."""
+        return linear_sum_assignment(cost)
+
     def match(
         self, logits: torch.Tensor, boxes: torch.Tensor, targets: Sequence[Target]
     ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[float]]:
-        """The assignments and each image's total matched cost (0 without objects)."""
-        out, totals = [], []
-        for c in matching_cost(logits, boxes, targets, self.class_cost, self.bbox_cost,
-                               self.giou_cost):
-            rows, cols = linear_sum_assignment(c.numpy())
-            out.append((torch.as_tensor(rows, dtype=torch.int64),
-                        torch.as_tensor(cols, dtype=torch.int64)))
-            totals.append(float(c.numpy()[rows, cols].sum()))
+        """The assignments per image ``(pred_idx, target_idx)`` and each image's total cost."""
+        image, query, target, totals = self.match_flat(logits, boxes, targets)
+        starts = np.cumsum([0] + [len(t["labels"]) for t in targets])
+        out = [(torch.from_numpy(query[image == i]),
+                torch.from_numpy(target[image == i] - starts[i])) for i in range(len(targets))]
         return out, totals
 
     def __call__(

@@ -105,16 +105,15 @@ class SetCriterion(nn.Module):
         if logits.shape[-1] != self.num_classes + 1:
             raise ArgumentError(f"logits must have num_classes + 1 = {self.num_classes + 1} "
                                 f"columns, got {logits.shape[-1]}")
-        indices, costs = self.matcher.match(logits, boxes, targets)
-        batch = torch.cat([torch.full_like(p, i) for i, (p, _) in enumerate(indices)])
-        query = torch.cat([p for p, _ in indices])
-        classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64,
-                             device=logits.device)
-        matched_labels = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)])
-        classes[batch, query] = matched_labels.to(logits.device)
+        image, query, target, costs = self.matcher.match_flat(logits, boxes, targets)
+        dev = logits.device
+        batch, query = torch.from_numpy(image).to(dev), torch.from_numpy(query).to(dev)
+        target = torch.from_numpy(target).to(dev)
+        classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=dev)
+        classes[batch, query] = torch.cat([t["labels"] for t in targets]).to(dev)[target]
         ce = F.cross_entropy(logits.transpose(1, 2), classes, self.class_weight.to(logits))
         pred = boxes[batch, query]
-        tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices)]).to(pred)
+        tgt = torch.cat([t["boxes"] for t in targets]).to(pred)[target]
         giou = generalized_box_iou(box_convert(pred, "cxcywh", "xyxy")[:, None],
                                    box_convert(tgt, "cxcywh", "xyxy")[:, None])
         with torch.no_grad():
