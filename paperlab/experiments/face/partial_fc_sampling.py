@@ -35,18 +35,24 @@ signs), accuracy: rate 1.0 0.934, 0.948, 0.947; 0.3 0.941, 0.952, 0.940 (minus r
 0.914, 0.906 (-0.039, -0.034, -0.041). The threshold sits between the sampled runs' worst
 (-0.007) and the control's best (-0.034).
 
-Recorded (quick, seeds 0, 1, 2): RECORDED.
+Recorded (quick, seeds 0, 1, 2), accuracy: rate 1.0 0.952, 0.957, 0.937; 0.3 0.958, 0.960,
+0.941 (+0.007, +0.004, +0.004) and 0.1 0.956, 0.960, 0.942 (+0.004, +0.003, +0.005): both
+claims hold; the control 0.903, 0.891, 0.885 (-0.049, -0.065, -0.052) fails them, as it must.
+TAR@FAR=1e-3: rate 1.0 0.736, 0.765, 0.681; 0.1 0.730, 0.757, 0.676; control 0.400, 0.472,
+0.372. Counted bytes per rank at 1M classes x 128 dims, 128 images per rank: 8 ranks 576 MB
+at rate 1 -> 115 MB at 0.1 (the logits 512 -> 51 MB; the centres 64 MB either way); one rank
+1,024 -> 563 MB (its 512 MB of centres stay: sampling cuts logits, sharding cuts centres).
+quick: ~39 s user time on a machine at load average 11, where margin-verification
+(documented ~27-30 s) took 75 s: about 15 s on an idle one.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from paperlab.experiments.base import Claim, Context, Result, pyplot
-from paperlab.experiments.face.face_pipeline import identity_data
-from paperlab.experiments.face.margin_geometry import fit
-from paperlab.experiments.face.margin_verification import EMB, PCA_DIM, evaluate
+from paperlab.experiments.face.face_pipeline import identity_data, verify
+from paperlab.experiments.face.margin_verification import EMB
 from paperlab.face.partial_fc import PartialFC, shard
 from paperlab.registry import export_experiment
 
@@ -71,17 +77,11 @@ def train_and_verify(data: dict[str, torch.Tensor], num_classes: int, rate: floa
                      steps: int) -> dict[str, object]:
     """Train the embedding with a Partial FC head on the identities < ``num_classes``;
     verification of the held-out identities."""
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(PCA_DIM, 256), nn.BatchNorm1d(256), nn.PReLU(),
-                        nn.Linear(256, EMB), nn.BatchNorm1d(EMB))
-    head = PartialFC(num_classes, EMB, s=30.0, m2=0.5, sample_rate=rate,
-                     generator=torch.Generator().manual_seed(seed + 1))
     keep = data["y"] < num_classes
-    fit(net, head, {"x": data["x"][keep], "y": data["y"][keep]}, steps, 5e-3,
-        torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        emb = net(data["xt"]).double()
-    return evaluate(emb, data["yt"], seed, 10)
+    subset = {**data, "x": data["x"][keep], "y": data["y"][keep]}
+    return verify(subset, "", seed, steps, lambda classes: PartialFC(
+        classes, EMB, s=30.0, m2=0.5, sample_rate=rate,
+        generator=torch.Generator().manual_seed(seed + 1)))
 
 
 @export_experiment(
