@@ -229,6 +229,22 @@ def test_recipe_trains_and_writes_coco_results(tmp_path):
     assert results and {"image_id", "category_id", "bbox", "score"} <= set(results[0])
 
 
+def test_import_from_a_saved_hf_folder(tmp_path):
+    """``save_pretrained`` folder (config.json + model.safetensors) -> the same outputs."""
+    from paperlab.hub.base import read_hf_folder
+    from paperlab.hub.detr import import_detr
+
+    _, ref, _ = _pair(True)
+    ref.save_pretrained(tmp_path)
+    ours = import_detr(*read_hf_folder(tmp_path))
+    x, valid = _images()
+    with torch.no_grad():
+        r = ref.eval()(pixel_values=x, pixel_mask=valid)
+        o = ours(x, padding_mask=~valid.bool())
+    assert_close(o.logits, r.logits, what="logits")
+    assert_close(o.boxes, r.pred_boxes, what="boxes")
+
+
 def test_importer_refuses_what_it_cannot_map():
     _, ref, _ = _pair(False)
     from paperlab.hub.base import WeightImportError
