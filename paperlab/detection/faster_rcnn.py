@@ -43,6 +43,7 @@ from paperlab.detection.roi import MultiScaleRoIAlign
 from paperlab.detection.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
 from paperlab.detection.rpn import RegionProposalNetwork, RPNHead
 from paperlab.errors import ArgumentError, ArgumentTypeError, ShapeError, check_int
+from paperlab.registry import export_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -119,6 +120,7 @@ class DetectionTransform(nn.Module):
                 for d, s, o in zip(detections, sizes, original)]
 
 
+@export_model("faster-rcnn", note="F1", paper="Ren et al. 2015")
 class FasterRCNN(nn.Module):
     """Faster R-CNN around ``backbone`` (with ``out_channels``) for ``num_classes`` classes
     including the background; every default is torchvision's."""
