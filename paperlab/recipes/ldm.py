@@ -255,8 +255,8 @@ def stage_one(cfg: LDMConfig, out: Path) -> AutoencoderKL:
     stage = LDMAutoencoderConfig(**{k: v for k, v in cfg.to_dict().items() if k in names})
     stage.steps, stage.lr = cfg.autoencoder_steps, cfg.autoencoder_lr
     stage.warmup, stage.out = min(cfg.warmup, stage.steps), str(out / "autoencoder")
-    summary = train("ldm-autoencoder", stage)
-    load_checkpoint(summary.checkpoint, model, restore_rng=False)
+    train("ldm-autoencoder", stage)  # every process: under torchrun stage 1 is DDP too
+    load_checkpoint(out / "autoencoder" / "checkpoints", model, restore_rng=False)
     return model
 
 
