@@ -145,6 +145,38 @@ def test_nms_ties_degenerate_and_strict_threshold():
     assert empty.dtype == torch.int64 and empty.shape == (0,)
 
 
+def _clustered(n, g, objects=12):
+    """Jittered copies of a few boxes, as a detector outputs them: most are suppressed."""
+    centre = torch.rand(objects, 2, generator=g) * 400
+    size = torch.rand(objects, 2, generator=g) * 100 + 20
+    which = torch.randint(0, objects, (n,), generator=g)
+    c = centre[which] + torch.randn(n, 2, generator=g) * size[which] * 0.1
+    s = size[which] * torch.exp(torch.randn(n, 2, generator=g) * 0.1)
+    return torch.cat((c - s / 2, c + s / 2), 1)
+
+
+@pytest.mark.parametrize("block", [16, 64, 256])
+@pytest.mark.parametrize("kind", ["clustered", "scattered"])
+def test_nms_rounds_keep_torchvisions_indices(kind, block):
+    """Several rounds, the probe round, and both ways a round suppresses the rest (against
+    the few boxes kept when most are suppressed, one round x rest matrix when most survive),
+    plus the per-label form of batched_nms's large branch."""
+    ops = _tv().ops
+    g = torch.Generator().manual_seed(block + len(kind))
+    n = 700
+    boxes = _clustered(n, g) if kind == "clustered" else _random_boxes(n, g, scale=800.0) / 4
+    scores = torch.rand(n, generator=g)
+    for dtype in (torch.float32, torch.float64):
+        b, s = boxes.to(dtype), scores.to(dtype)
+        for thr in (0.3, 0.5):
+            assert torch.equal(B.nms(b, s, thr, block=block), ops.nms(b, s, thr))
+    idxs = torch.randint(0, 3, (1200,), generator=g)
+    boxes = torch.cat((boxes, boxes[:500] + 1.5))
+    scores = torch.rand(1200, generator=g)
+    assert torch.equal(B.batched_nms(boxes, scores, idxs, 0.5),
+                       ops.batched_nms(boxes, scores, idxs, 0.5))
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.integers(1, 80), st.floats(0.0, 1.0),
        st.sampled_from([4, 16, 512]), st.booleans())
