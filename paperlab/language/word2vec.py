@@ -72,6 +72,9 @@ are equivalent:
   noise distribution; word2vec.c draws them per pair. CBOW draws per centre, as word2vec.c.
   For one pair the update is word2vec.c's exactly (tested in float64).
 
+The corpus (``sentences`` or a streamed ``corpus_file``) is read by
+``paperlab.language.word2vec_corpus``.
+
 Persistence: ``save(path)`` writes ``path`` (safetensors: the vectors and output weights) and
 ``path + ".json"`` (vocabulary, counts, hyperparameters, training position). No pickle:
 loading a model never runs code (gensim's ``save``/``load`` pickle).
@@ -105,6 +108,7 @@ from paperlab.language.word2vec_batch import (
     reduced_windows,
     train_groups,
 )
+from paperlab.language.word2vec_corpus import check_sentence, corpus_sentences
 from paperlab.registry import export_model
 
 __all__ = [
@@ -117,7 +121,6 @@ __all__ = [
     "reduced_windows",
 ]
 
-MAX_SENTENCE_LEN = 10000  # gensim's (and word2vec.c's) longest sentence; longer ones split
 HYPERPARAMETERS = (
     "vector_size", "window", "min_count", "max_vocab_size", "sg", "hs", "negative",
     "ns_exponent", "cbow_mean", "sample", "alpha", "min_alpha", "epochs", "shrink_windows",
@@ -145,67 +148,6 @@ def noise_distribution(counts: Any, ns_exponent: float) -> np.ndarray:
     """Negative sampling's noise: ``P(w) = count_w ** ns_exponent / sum``."""
     p = np.asarray(counts, dtype=np.float64) ** float(ns_exponent)
     return p / p.sum()
-
-
-# ----------------------------------------------------------------------------- the corpus
-
-
-def _check_sentence(sentence: Any, where: str) -> Any:
-    if isinstance(sentence, (str, bytes)):
-        raise ArgumentTypeError(
-            f"sentences must yield lists of tokens, got a {type(sentence).__name__} at {where}"
-            " (split your text into words first)"
-        )
-    return sentence
-
-
-def _iter_corpus_file(path: str | Path, block: int = 1 << 20) -> Iterator[list[str]]:
-    """Sentences of a text file (one per line, whitespace-separated), read block by block.
-
-    A line longer than ``MAX_SENTENCE_LEN`` words comes out in pieces of that many words, so a
-    file with one huge line (text8) streams too.
-    """
-    with open(path, "rb") as fin:
-        rest = b""
-        while True:
-            data = fin.read(block)
-            if not data:
-                break
-            data = rest + data
-            lines = data.split(b"\n")
-            rest = lines.pop()
-            if len(rest) > block:  # a very long line: emit all but its last (partial) token
-                cut = max(rest.rfind(b" "), rest.rfind(b"\t"))
-                if cut > 0:
-                    lines.append(rest[:cut])
-                    rest = rest[cut + 1 :]
-            for line in lines:
-                words = line.decode("utf8", errors="replace").split()
-                for s in range(0, len(words), MAX_SENTENCE_LEN):
-                    yield words[s : s + MAX_SENTENCE_LEN]
-        words = rest.decode("utf8", errors="replace").split()
-        for s in range(0, len(words), MAX_SENTENCE_LEN):
-            yield words[s : s + MAX_SENTENCE_LEN]
-
-
-def _sentences(sentences: Iterable[Any] | None, corpus_file: str | Path | None) -> Iterable[Any]:
-    if (sentences is None) == (corpus_file is None):
-        raise ArgumentError("pass exactly one of sentences and corpus_file")
-    if corpus_file is not None:
-        if not Path(corpus_file).is_file():
-            raise ArgumentError(f"corpus_file {str(corpus_file)!r} is not a file")
-
-        class _Reiterable:
-            def __iter__(self) -> Iterator[list[str]]:
-                return _iter_corpus_file(corpus_file)
-
-        return _Reiterable()
-    if iter(sentences) is sentences:  # type: ignore[arg-type]
-        raise ArgumentTypeError(
-            "sentences must be re-iterable (a list, or an object whose __iter__ starts over);"
-            " got a one-shot iterator or generator"
-        )
-    return sentences  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------ the model
@@ -290,11 +232,11 @@ class Word2Vec:
         self, corpus_iterable: Iterable[Any] | None = None, *, corpus_file: str | Path | None = None
     ) -> None:
         """Count the words, keep ``count >= min_count`` by descending count, reset the weights."""
-        sentences = _sentences(corpus_iterable, corpus_file)
+        sentences = corpus_sentences(corpus_iterable, corpus_file)
         counts: dict[str, int] = {}
         min_reduce, n_sentences, total = 1, 0, 0
         for n_sentences, sentence in enumerate(sentences, 1):
-            for word in _check_sentence(sentence, f"sentence {n_sentences}"):
+            for word in check_sentence(sentence, f"sentence {n_sentences}"):
                 counts[word] = counts.get(word, 0) + 1
             total += len(sentence)
             if self.max_vocab_size and len(counts) > self.max_vocab_size:
@@ -352,7 +294,7 @@ class Word2Vec:
         sids: list[int] = []
         raw = 0
         for s, sentence in enumerate(sentences):
-            _check_sentence(sentence, f"sentence {s + 1}")
+            check_sentence(sentence, f"sentence {s + 1}")
             known = [index[w] for w in sentence if w in index]
             ids.extend(known)
             sids.extend([s] * len(known))
@@ -452,7 +394,7 @@ class Word2Vec:
         """
         if not self.wv.index_to_key:
             raise ConfigError("the vocabulary is empty: call build_vocab first")
-        sentences = _sentences(corpus_iterable, corpus_file)
+        sentences = corpus_sentences(corpus_iterable, corpus_file)
         epochs = self.epochs if epochs is None else epochs
         if epochs < 1:
             raise ArgumentError(f"epochs must be >= 1, got {epochs}")
