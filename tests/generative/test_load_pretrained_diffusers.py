@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import require
+from parity import assert_close
 
 from paperlab.benchmarks.generative.unet import TINY
 from paperlab.errors import ArgumentError
@@ -22,8 +23,8 @@ def test_unet_folder(tmp_path):
     ours = load_pretrained("diffusers-unet", tmp_path).eval()
     x, ctx, t = torch.randn(1, 4, 8, 8), torch.randn(1, 3, 32), torch.tensor([10])
     with torch.no_grad():
-        torch.testing.assert_close(ours(x, t, ctx), ref(x, t, encoder_hidden_states=ctx).sample,
-                                   rtol=0, atol=2e-5)
+        assert_close(ours(x, t, ctx), ref(x, t, encoder_hidden_states=ctx).sample,
+                     rtol=0, atol=2e-5, what="noise prediction after load_pretrained")
 
 
 def test_autoencoder_folder(tmp_path):
@@ -37,8 +38,8 @@ def test_autoencoder_folder(tmp_path):
     ours = load_pretrained("diffusers-autoencoder-kl", tmp_path).eval()
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
-        torch.testing.assert_close(ours.encode(x).mean, ref.encode(x).latent_dist.mean,
-                                   rtol=0, atol=2e-5)
+        assert_close(ours.encode(x).mean, ref.encode(x).latent_dist.mean,
+                     rtol=0, atol=2e-5, what="latent mean after load_pretrained")
 
 
 def test_a_hf_folder_is_not_a_diffusers_folder(tmp_path):
