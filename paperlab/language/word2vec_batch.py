@@ -71,7 +71,8 @@ def row_scale(
     n = torch.bincount(rows, weights=weight, minlength=n_rows)
     if float(n.max()) <= cap:
         return None
-    return (cap / n[rows].clamp(min=1)).clamp_(max=1.0)
+    # min(1, cap / n) = cap / max(n, cap)
+    return n.index_select(0, rows).to(torch.float32).clamp_(min=cap).reciprocal_().mul_(cap)
 
 
 class Workspace:
