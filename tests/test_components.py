@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from paperlab import create, registry
+from paperlab.detection.faster_rcnn import TinyBackbone
 
 B, H, N, D = 2, 2, 6, 8
 C = H * D
@@ -260,6 +261,28 @@ MODEL: dict[str, Example] = {
         lambda: (torch.randn(B, 3, 16, 16),),
         lambda m, x: m(x),
         (B, C),
+    ),
+    "faster-rcnn": (
+        lambda: create("model", "faster-rcnn", backbone=TinyBackbone(8, 8), num_classes=3,
+                       anchor_sizes=((8, 16),), min_size=32, max_size=32,
+                       representation_size=16),
+        lambda: (torch.rand(2, 3, 32, 32), torch.tensor([[4.0, 4, 20, 20], [10, 8, 30, 26]])),
+        lambda m, x, b: torch.stack(list(m(list(x), [
+            {"boxes": bb.detach()[None], "labels": torch.tensor([1])} for bb in b
+        ]).values())),
+        (4,),
+    ),
+    # random queries: with DETR's zero initial queries the first decoder layer's value
+    # projection gets no gradient (in HF's DETR too)
+    "detr": (
+        lambda: create("model", "detr", num_classes=3, num_queries=4, d_model=16,
+                       encoder_layers=1, decoder_layers=2, encoder_heads=2, decoder_heads=2,
+                       encoder_ffn_dim=16, decoder_ffn_dim=16, embedding_size=8,
+                       hidden_sizes=(8,), depths=(1,)),
+        lambda: (torch.randn(B, 3, 32, 32), torch.randn(B, 4, 16)),
+        lambda m, x, q: (lambda o: torch.cat(
+            [o.logits, o.boxes, o.aux_logits[0], o.aux_boxes[0]], -1))(m(x, queries=q)),
+        (B, 4, 16),
     ),
 }
 

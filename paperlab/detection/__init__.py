@@ -1,5 +1,7 @@
 """Detection (notes F1-F4): boxes and NMS (``boxes.py``), RoI pooling and align (``roi.py``),
-deformable convolution (``deform_conv.py``), mAP (``map.py``, ``coco.py``).
+deformable convolution (``deform_conv.py``), mAP (``map.py``, ``coco_matching.py``,
+``coco.py``); the detectors: Faster R-CNN (``anchors.py``, ``rpn.py``, ``roi_heads.py``,
+``faster_rcnn.py``) and DETR (``detr.py``, ``matcher.py``, ``set_criterion.py``).
 """
 
 from paperlab.detection.boxes import (
@@ -17,6 +19,7 @@ from paperlab.detection.boxes import (
     nms,
     remove_small_boxes,
 )
+from paperlab.detection.anchors import AnchorGenerator
 from paperlab.detection.coco import (
     COCODetections,
     COCOGroundTruth,
@@ -24,6 +27,8 @@ from paperlab.detection.coco import (
     load_ground_truth,
 )
 from paperlab.detection.deform_conv import DeformConv2d, ModulatedDeformConv2d, deform_conv2d
+from paperlab.detection.detr import DETR, DETRConfig
+from paperlab.detection.faster_rcnn import FasterRCNN
 from paperlab.detection.map import (
     COCOResult,
     VOCResult,
@@ -33,6 +38,7 @@ from paperlab.detection.map import (
     voc_ap,
     voc_evaluate,
 )
+from paperlab.detection.matcher import HungarianMatcher
 from paperlab.detection.roi import (
     MultiScaleRoIAlign,
     RoIAlign,
@@ -42,8 +48,19 @@ from paperlab.detection.roi import (
     roi_align,
     roi_pool,
 )
+from paperlab.detection.roi_heads import RoIHeads
+from paperlab.detection.rpn import RegionProposalNetwork
+from paperlab.detection.set_criterion import SetCriterion
 
 __all__ = [
+    "AnchorGenerator",
+    "DETR",
+    "DETRConfig",
+    "FasterRCNN",
+    "HungarianMatcher",
+    "RegionProposalNetwork",
+    "RoIHeads",
+    "SetCriterion",
     "BalancedPositiveNegativeSampler",
     "BoxCoder",
     "COCODetections",

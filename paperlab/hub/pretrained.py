@@ -18,6 +18,7 @@ KIND_MODULES = {
     "clip": "clip",
     "siglip": "siglip",
     "blip": "blip",
+    "detr": "detr",
     "diffusers-unet": "diffusers",
     "diffusers-autoencoder-kl": "diffusers",
 }
@@ -27,7 +28,7 @@ DIFFUSERS_KINDS = ("diffusers-unet", "diffusers-autoencoder-kl")
 
 def load_pretrained(kind: str, folder: str | Path) -> nn.Module:
     """Our ``kind`` model ("bert", "vit", "vit-mae", "clip", "siglip", "blip",
-    "diffusers-unet", "diffusers-autoencoder-kl") from ``folder``."""
+    "detr", "diffusers-unet", "diffusers-autoencoder-kl") from ``folder``."""
     if kind not in KIND_MODULES:
         raise UnknownNameError(
             f"unknown model kind {kind!r} for load_pretrained; kinds are: "
