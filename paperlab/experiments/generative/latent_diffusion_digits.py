@@ -295,11 +295,11 @@ def latent_diffusion_digits(ctx: Context) -> Result:
                              gridspec_kw={"wspace": 0.45})
     for ax, w in zip(axes, scales):
         x = first["grids"][w].reshape(10, per, 8, 8)[:, :show]
-        canvas = torch.full((10 * 9 - 1, show * 9 - 1), 0.0)  # white gaps
+        canvas = torch.full((show * 9 - 1, 10 * 9 - 1), 0.0)  # white gaps
         for c in range(10):
             for i in range(show):
-                canvas[c * 9:c * 9 + 8, i * 9:i * 9 + 8] = x[c, i]
-        ax.imshow(canvas.T, cmap="gray_r", vmin=0, vmax=1)
+                canvas[i * 9:i * 9 + 8, c * 9:c * 9 + 8] = x[c, i]
+        ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(f"w = {w:g}: acc {first['sweep'][w]['accuracy']:.2f}")
         ax.set_xticks([c * 9 + 3.5 for c in range(10)], [str(c) for c in range(10)])
         ax.set_yticks([])
