@@ -9,6 +9,7 @@ from paperlab.generative.autoencoder import (
     autoencoder_loss,
 )
 from paperlab.generative.autoregressive import FVSBN, MADE, NADE
+from paperlab.generative.latent_diffusion import ClassEmbedding, LatentDiffusion, PromptEncoder
 from paperlab.generative.samplers import (
     DDIMSampler,
     DDPMSampler,
@@ -25,6 +26,9 @@ __all__ = [
     "AutoencoderKL",
     "DiagonalGaussian",
     "autoencoder_loss",
+    "ClassEmbedding",
+    "LatentDiffusion",
+    "PromptEncoder",
     "DDIMSampler",
     "DDPMSampler",
     "FVSBN",
