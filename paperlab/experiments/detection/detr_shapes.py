@@ -214,6 +214,7 @@ def faster_rcnn_at_equal_time(train: ShapesDetectionDataset, val: ShapesDetectio
     tags=("detection", "detr"),
 )
 def detr_shapes(ctx: Context) -> Result:
+    """DETR's AP without NMS, its duplicates and NMS gain vs a one-to-many control, 3 seeds."""
     steps = ctx.pick(smoke=6, quick=150, full=1500)
     batch = ctx.pick(smoke=8, quick=BATCH, full=BATCH)
     n_train, n_val = ctx.pick(smoke=32, quick=512, full=2048), ctx.pick(smoke=16, quick=100,

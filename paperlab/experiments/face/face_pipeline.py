@@ -80,7 +80,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperlab.data.synthetic.identities import SyntheticIdentities
-from paperlab.errors import MissingExtraError
+from paperlab.errors import MissingExtraError, require
 from paperlab.experiments.base import Claim, Context, Result, pyplot
 from paperlab.experiments.face.margin_geometry import fit
 from paperlab.experiments.face.margin_verification import EMB, PCA_DIM, evaluate
@@ -190,13 +190,13 @@ def verify(data: dict[str, Any], suffix: str, seed: int, steps: int,
 def _photos(notes: list[str]) -> dict[str, np.ndarray]:
     """The shipped photos that are installed: astronaut, t1 and coffee (the no-face control)."""
     photos: dict[str, np.ndarray] = {}
-    if importlib.util.find_spec("skimage") is not None:
-        from skimage import data
-
+    try:
+        data = require("skimage.data", extra="test", purpose="the astronaut and coffee photos")
+    except MissingExtraError:
+        notes.append("scikit-image is not installed (test extra): no astronaut or coffee photo")
+    else:
         photos["astronaut"], photos["coffee"] = np.array(data.astronaut()), np.array(
             data.coffee())
-    else:
-        notes.append("scikit-image is not installed (test extra): no astronaut or coffee photo")
     spec = importlib.util.find_spec("insightface")
     path = None if spec is None or not spec.submodule_search_locations else \
         Path(list(spec.submodule_search_locations)[0]) / "data" / "images" / "t1.jpg"
