@@ -16,6 +16,7 @@ from conftest import require
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paperlab.benchmarks.detection.ops import clustered_boxes
 from paperlab.detection import boxes as B
 from paperlab.errors import ArgumentError, ShapeError
 
@@ -145,16 +146,6 @@ def test_nms_ties_degenerate_and_strict_threshold():
     assert empty.dtype == torch.int64 and empty.shape == (0,)
 
 
-def _clustered(n, g, objects=12):
-    """Jittered copies of a few boxes, as a detector outputs them: most are suppressed."""
-    centre = torch.rand(objects, 2, generator=g) * 400
-    size = torch.rand(objects, 2, generator=g) * 100 + 20
-    which = torch.randint(0, objects, (n,), generator=g)
-    c = centre[which] + torch.randn(n, 2, generator=g) * size[which] * 0.1
-    s = size[which] * torch.exp(torch.randn(n, 2, generator=g) * 0.1)
-    return torch.cat((c - s / 2, c + s / 2), 1)
-
-
 @pytest.mark.parametrize("block", [16, 64, 256])
 @pytest.mark.parametrize("kind", ["clustered", "scattered"])
 def test_nms_rounds_keep_torchvisions_indices(kind, block):
@@ -164,7 +155,8 @@ def test_nms_rounds_keep_torchvisions_indices(kind, block):
     ops = _tv().ops
     g = torch.Generator().manual_seed(block + len(kind))
     n = 700
-    boxes = _clustered(n, g) if kind == "clustered" else _random_boxes(n, g, scale=800.0) / 4
+    boxes = (clustered_boxes(n, g, objects=12) if kind == "clustered"
+             else _random_boxes(n, g, scale=800.0) / 4)
     scores = torch.rand(n, generator=g)
     for dtype in (torch.float32, torch.float64):
         b, s = boxes.to(dtype), scores.to(dtype)

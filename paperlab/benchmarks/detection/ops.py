@@ -19,7 +19,8 @@ from paperlab.errors import require
 from paperlab.registry import export_benchmark
 
 
-def _clustered_boxes(n: int, g: torch.Generator, objects: int = 20) -> torch.Tensor:
+def clustered_boxes(n: int, g: torch.Generator, objects: int = 20) -> torch.Tensor:
+    """Jittered copies of a few boxes, as a detector outputs them: most are suppressed."""
     centre = torch.rand(objects, 2, generator=g) * 600
     size = torch.rand(objects, 2, generator=g) * 150 + 20
     which = torch.randint(0, objects, (n,), generator=g)
@@ -59,7 +60,7 @@ def bench_detection(ctx: BenchContext) -> list[BenchRow]:
     rows = []
     ref = "torchvision.ops (C++/CUDA kernel)"
 
-    for kind, make in (("clustered", _clustered_boxes), ("scattered", _scattered_boxes)):
+    for kind, make in (("clustered", clustered_boxes), ("scattered", _scattered_boxes)):
         for n in ([1000, 4000] if ctx.quick else [300, 1000, 4000, 12000]):
             boxes, scores = make(n, g).to(dev), torch.rand(n, generator=g).to(dev)
             kept = len(tv.nms(boxes, scores, 0.5))
