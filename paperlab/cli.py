@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    s.add_argument("--out", type=Path, default=Path("samples"), help="PNG folder (default samples/)")
+    s.add_argument("--out", type=Path, default=Path("samples"),
+                   help="PNG folder (default samples/)")
 
     s = sub.add_parser("tour", help="run every experiment at quick size and build the site")
     s.add_argument("--tag", help="only experiments with this tag")

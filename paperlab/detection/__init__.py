@@ -4,6 +4,7 @@ deformable convolution (``deform_conv.py``), mAP (``map.py``, ``coco_matching.py
 ``faster_rcnn.py``) and DETR (``detr.py``, ``matcher.py``, ``set_criterion.py``).
 """
 
+from paperlab.detection.anchors import AnchorGenerator
 from paperlab.detection.boxes import (
     BalancedPositiveNegativeSampler,
     BoxCoder,
@@ -19,7 +20,6 @@ from paperlab.detection.boxes import (
     nms,
     remove_small_boxes,
 )
-from paperlab.detection.anchors import AnchorGenerator
 from paperlab.detection.coco import (
     COCODetections,
     COCOGroundTruth,

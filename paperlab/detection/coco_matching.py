@@ -5,9 +5,9 @@
   (float64; a crowd region's union is the detection's area).
 - ``match``: the greedy matching of every image, category, area range and IoU threshold at
   once. All (detection, object) pairs of one (image, category) group are scored in one call;
-  only detections with some IoU >= .5 (the first threshold) candidate take part (the others match nothing at any
-  threshold), and step s handles the s-th such detection of every group, so the Python loop
-  runs max-detections-per-group times, not once per detection.
+  only detections with some IoU >= .5 (the first threshold) candidate take part (the others
+  match nothing at any threshold), and step s handles the s-th such detection of every
+  group, so the Python loop runs max-detections-per-group times, not once per detection.
 - ``accumulate``: precision at the 101 recall points and the final recall of every category
   at once, visiting only the true positives (its docstring says why that suffices).
 

@@ -134,7 +134,8 @@ class RoIHeads(nn.Module):
         matched_boxes = []
         for i in range(len(proposals)):
             keep = torch.where(pos[i] | neg[i])[0]
-            proposals[i], labels[i], matched[i] = proposals[i][keep], labels[i][keep], matched[i][keep]
+            proposals[i], labels[i], matched[i] = (proposals[i][keep], labels[i][keep],
+                                                   matched[i][keep])
             boxes = gt_boxes[i] if gt_boxes[i].numel() else gt_boxes[i].new_zeros(1, 4)
             matched_boxes.append(boxes[matched[i]])
         return proposals, labels, list(self.box_coder.encode(matched_boxes, proposals))

@@ -1,4 +1,5 @@
-"""COCO detection data: targets from the JSON, exact shapes boxes, the flip, collate, COCO results."""
+"""COCO detection data: targets from the JSON, exact shapes boxes, the flip, collate, COCO
+results."""
 
 from __future__ import annotations
 

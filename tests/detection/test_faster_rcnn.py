@@ -70,7 +70,7 @@ def _images():
 
 @pytest.mark.parametrize("levels", [1, 2])
 def test_eval_stage_by_stage_equals_torchvision(levels):
-    ImageList = require("torchvision.models.detection.image_list").ImageList
+    require("torchvision.models.detection.image_list")
     ours, ref = _pair(levels)
     ours.eval()
     ref.eval()
@@ -99,7 +99,8 @@ def test_eval_stage_by_stage_equals_torchvision(levels):
         ref_logits, ref_deltas = rh.box_predictor(rh.box_head(ref_pooled))
         # float32 rounding of the pooled features (~2e-7 of their scale) passes through fc6
         # and fc7: the tolerance is 1e-6 of each output's largest magnitude
-        for what, a, b in (("class logits", logits, ref_logits), ("box deltas", deltas, ref_deltas)):
+        for what, a, b in (("class logits", logits, ref_logits),
+                           ("box deltas", deltas, ref_deltas)):
             assert_close(a, b, atol=1e-6 * float(b.abs().max()), rtol=0, what=what)
         dets = ours.roi_heads(features, ref_proposals, sizes)[0]
         ref_dets = rh(ref_features, ref_proposals, ref_list.image_sizes)[0]

@@ -63,7 +63,8 @@ def test_loss_trains_only_the_diffusion_stage():
 def test_guidance_is_one_batched_forward_equal_to_two(condition):
     """generate's guided chain equals a DDIM loop written with two separate forwards."""
     model = make(condition)
-    cond = torch.tensor([1, 7]) if condition == "class" else model.encode_prompts(["a red", "digit"])
+    cond = (torch.tensor([1, 7]) if condition == "class"
+            else model.encode_prompts(["a red", "digit"]))
     z = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(1))
     kw = {"labels": cond} if condition == "class" else {"prompt": ["a red", "digit"]}
     ours = model.generate(**kw, steps=5, guidance_scale=3.0, latents=z.clone(),

@@ -281,7 +281,8 @@ def predict(model: Callable[[list[Tensor]], list[dict[str, Tensor]]], dataset: D
 
 def coco_results(predictions: Sequence[Mapping[str, Tensor]], image_ids: Sequence[int],
                  category_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """Detections as COCO results: xyxy -> ``[x, y, w, h]``, label ``l`` -> ``category_ids[l-1]``."""
+    """Detections as COCO results: xyxy -> ``[x, y, w, h]``, label ``l`` ->
+    ``category_ids[l-1]``."""
     if len(predictions) != len(image_ids):
         raise ArgumentError(f"{len(predictions)} predictions for {len(image_ids)} images")
     table = np.asarray(list(category_ids), dtype=np.int64)

@@ -33,7 +33,6 @@ far below what is reached.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch

@@ -37,9 +37,9 @@ Claims, over ``ctx.seeds(3)``:
 
 Thresholds, fixed before the recorded runs from an exploratory run (seed 0, one seed; a
 16/32-channel autoencoder, a 32-channel UNet trained 600 steps at batch 64, constant lr 3e-3,
-T = 100, DDIM 25 steps, 20 samples per class; about 75 s CPU for the training alone): judge accuracy w = 0: 0.09, w = 1: 0.33, w = 2: 0.64, w = 4: 0.97, DDIM 10
-steps at w = 2: 0.63 (vs 25 steps 0.64). Hence GUIDED_THRESHOLD 0.7, GAIN_THRESHOLD 0.2,
-STEPS_TOLERANCE 0.1.
+T = 100, DDIM 25 steps, 20 samples per class; about 75 s CPU for the training alone): judge
+accuracy w = 0: 0.09, w = 1: 0.33, w = 2: 0.64, w = 4: 0.97, DDIM 10 steps at w = 2: 0.63
+(vs 25 steps 0.64). Hence GUIDED_THRESHOLD 0.7, GAIN_THRESHOLD 0.2, STEPS_TOLERANCE 0.1.
 
 The quick size cannot train such a model: on two shared CPU cores one step of the 16-channel
 UNet at batch 64 costs ~0.07-0.1 s CPU, so the 30 s budget for three seeds holds ~40 steps per
@@ -314,9 +314,9 @@ def latent_diffusion_digits(ctx: Context) -> Result:
         ax.set_xticks([c * 9 + 3.5 for c in range(10)], [str(c) for c in range(10)])
         ax.set_yticks([])
     ax = axes[-1]
+    ax2 = ax.twinx()
     for r in runs:
         ax.plot(scales, [r["sweep"][w]["accuracy"] for w in scales], "o-", color="C0")
-        ax2 = ax.twinx() if r is first else ax2
         ax2.plot(scales, [r["sweep"][w]["diversity"] for w in scales], "s--", color="C1")
     ax.set_xlabel("guidance scale w")
     ax.set_ylabel("judge accuracy (asked class)", color="C0")
