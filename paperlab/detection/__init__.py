@@ -1,7 +1,7 @@
 """Detection (notes F1-F4): boxes and NMS (``boxes.py``), RoI pooling and align (``roi.py``),
 deformable convolution (``deform_conv.py``), mAP (``map.py``, ``coco_matching.py``,
 ``coco.py``); the detectors: Faster R-CNN (``anchors.py``, ``rpn.py``, ``roi_heads.py``,
-``faster_rcnn.py``) and DETR (``detr.py``, ``matcher.py``, ``set_criterion.py``).
+``faster_rcnn.py``, ``fpn.py``) and DETR (``detr.py``, ``matcher.py``, ``set_criterion.py``).
 """
 
 from paperlab.detection.anchors import AnchorGenerator
@@ -29,6 +29,12 @@ from paperlab.detection.coco import (
 from paperlab.detection.deform_conv import DeformConv2d, ModulatedDeformConv2d, deform_conv2d
 from paperlab.detection.detr import DETR, DETRConfig
 from paperlab.detection.faster_rcnn import FasterRCNN
+from paperlab.detection.fpn import (
+    BackboneWithFPN,
+    ExtraFPNBlock,
+    FeaturePyramidNetwork,
+    LastLevelMaxPool,
+)
 from paperlab.detection.map import (
     COCOResult,
     VOCResult,
@@ -54,10 +60,14 @@ from paperlab.detection.set_criterion import SetCriterion
 
 __all__ = [
     "AnchorGenerator",
+    "BackboneWithFPN",
     "DETR",
     "DETRConfig",
+    "ExtraFPNBlock",
     "FasterRCNN",
+    "FeaturePyramidNetwork",
     "HungarianMatcher",
+    "LastLevelMaxPool",
     "RegionProposalNetwork",
     "RoIHeads",
     "SetCriterion",
