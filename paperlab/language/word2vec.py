@@ -101,12 +101,17 @@ from paperlab.algorithms.huffman import huffman_tree
 from paperlab.errors import ArgumentError, ArgumentTypeError, ConfigError
 from paperlab.language.keyed_vectors import KeyedVectors
 from paperlab.language.word2vec_batch import (
+    AliasSampler,
     Workspace,
+    hs_rows,
     hs_update,
+    ns_rows,
     ns_update,
+    output_step,
     padded_tree,
     reduced_windows,
-    train_groups,
+    train_cbow,
+    train_skipgram,
 )
 from paperlab.language.word2vec_corpus import check_sentence, corpus_sentences
 from paperlab.registry import export_model
@@ -271,9 +276,7 @@ class Word2Vec:
         self._sync_wv()
         dev = self.device
         self._keep = torch.tensor(keep_probabilities(counts, self.sample), device=dev).float()
-        noise = noise_distribution(counts, self.ns_exponent)
-        self._noise_cdf = torch.tensor(np.cumsum(noise), device=dev).float()
-        self._noise_cdf[-1] = 1.0 + 1e-6  # a draw of exactly 1.0 stays in range
+        self._noise = AliasSampler(noise_distribution(counts, self.ns_exponent), device=dev)
         if self.hs:
             codes, points = huffman_tree(counts.tolist())
             self._tree = padded_tree(codes, points, device=dev)
@@ -329,48 +332,66 @@ class Word2Vec:
         centres = centres[torch.argsort(torch.arange(len(centres), device=dev) % n_steps,
                                         stable=True)]  # fmt: skip
         targets, context, mask = ids[centres], ids[pos[centres]], mask[centres]
-        negatives = None
+        # the output rows of every centre, once per chunk (sliced per step below)
+        n_inputs = mask.sum(1)  # real context words per centre
+        per_pair = n_inputs[:, None].float() if self.sg else 1.0  # pair updates per output row
+        layers = []
+        if self.hs:
+            rows, label, valid = hs_rows(targets, self._tree)
+            layers.append((rows, label.float(), valid, valid * per_pair, self.syn1, True))
         if self.negative:  # one draw of K negatives per centre, shared by its inputs
-            draw = torch.rand(len(centres), self.negative, generator=gen, device=dev)
-            negatives = torch.searchsorted(self._noise_cdf, draw)
+            negatives = self._noise.draw((len(centres), self.negative), gen)
+            rows, label, valid = ns_rows(targets, negatives)
+            label = label.float().expand(len(centres), -1)
+            layers.append((rows, label, valid, valid * per_pair, self.syn1neg, False))
+        if not self.sg:  # CBOW: the real context words back to back, with their weights
+            words, group = context[mask], torch.nonzero(mask)[:, 0]
+            size = n_inputs[:, None].float()
+            weights = (1.0 / size).expand_as(mask)[mask] if self.cbow_mean else None
+            starts = torch.cumsum(n_inputs, 0) - n_inputs
         loss = torch.zeros((), device=dev)
         q, r = divmod(len(centres), max(n_steps, 1))
-        start = 0
+        bounds = [0]
         for k in range(n_steps):
-            sl = slice(start, start + q + (k < r))
-            start = sl.stop
-            t = targets[sl]
-            neg = None if negatives is None else negatives[sl]
+            bounds.append(bounds[-1] + q + (k < r))
+        if not self.sg:
+            slot_bounds = torch.cat([starts, n_inputs.sum().reshape(1)])[bounds].tolist()
+        for k in range(n_steps):
+            a, b = bounds[k], bounds[k + 1]
+            step_layers = [(rows[a:b], lab[a:b], val[a:b], pairs[a:b].reshape(-1), w, hs)
+                           for rows, lab, val, pairs, w, hs in layers]  # fmt: skip
 
-            def outputs(h, m, t=t, neg=neg):
-                return self._output_layer(h, t, neg, alpha, m)
+            def outputs(h, m, layers=step_layers):
+                return self._output_layer(h, m, layers, alpha)
 
-            part = train_groups(self._vectors, t, context[sl], mask[sl], outputs, alpha,
-                                sg=bool(self.sg), cbow_mean=bool(self.cbow_mean),
-                                cap=self.row_cap, workspace=self._workspace)  # fmt: skip
+            if self.sg:
+                part = train_skipgram(self._vectors, context[a:b], mask[a:b], outputs,
+                                      self.row_cap, self._workspace)  # fmt: skip
+            else:
+                sa, sb = slot_bounds[k], slot_bounds[k + 1]
+                w = None if weights is None else weights[sa:sb]
+                ones = self._workspace.ones(sb - sa, dev) if w is None else w
+                part = train_cbow(self._vectors, words[sa:sb], starts[a:b] - sa, ones,
+                                  group[sa:sb] - a, outputs,
+                                  None if self.cbow_mean else size[a:b], self.row_cap,
+                                  self._workspace)  # fmt: skip
             if part is not None:
                 loss += part
         return float(loss) if self._with_loss else 0.0
 
     def _output_layer(
-        self,
-        h: torch.Tensor,
-        targets: torch.Tensor,
-        negatives: torch.Tensor | None,
-        alpha: float,
-        mask: torch.Tensor | None,
+        self, h: torch.Tensor, mask: torch.Tensor | None, layers: list, alpha: float
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        squeeze = h.dim() == 2
+        h = h[:, None, :] if squeeze else h
         neu1e, loss, with_loss, cap = None, None, self._with_loss, self.row_cap
-        if self.hs:
-            neu1e, loss = hs_update(h, targets, self._tree, self.syn1, alpha, mask, with_loss, cap,
-                                    self._workspace)  # fmt: skip
-        if negatives is not None:
-            part, lns = ns_update(h, targets, negatives, self.syn1neg, alpha, mask, with_loss, cap,
-                                  self._workspace)  # fmt: skip
+        for rows, label, valid, pairs, weights, hs in layers:
+            part, lpart = output_step(h, mask, rows, label, valid, weights, alpha, hs, with_loss,
+                                      cap, self._workspace, pairs)  # fmt: skip
             neu1e = part if neu1e is None else neu1e + part
-            loss = lns if loss is None else (loss + lns if lns is not None else loss)
+            loss = lpart if loss is None else (loss + lpart if lpart is not None else loss)
         assert neu1e is not None
-        return neu1e, loss
+        return (neu1e[:, 0] if squeeze else neu1e), loss
 
     def train(
         self,

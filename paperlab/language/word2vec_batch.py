@@ -46,33 +46,49 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "AliasSampler",
     "Workspace",
+    "hs_rows",
     "hs_update",
+    "ns_rows",
     "ns_update",
+    "output_step",
     "padded_tree",
     "reduced_windows",
     "row_scale",
-    "train_groups",
+    "train_cbow",
+    "train_skipgram",
 ]
 
 MAX_EXP = 6.0
 
 
 def row_scale(
-    rows: torch.Tensor, n_rows: int, cap: float | None, weight=None
+    rows: torch.Tensor, n_rows: int, cap: float | None, weight=None, workspace=None
 ) -> torch.Tensor | None:
     """``min(1, cap / n)`` for every entry of ``rows``, n = the updates its row gets in the batch.
 
     ``weight`` (same shape as ``rows``): the pair updates each entry carries (default 1 each).
     Returns None when no row exceeds the cap (or ``cap`` is None): nothing to scale.
+    ``workspace`` (a ``Workspace``): count in its persistent zeroed (n_rows,) buffer and zero
+    only the touched entries again, instead of a fresh ``bincount`` over all n_rows rows
+    (which costs a pass over the whole vocabulary per step).
     """
     if cap is None:
         return None
-    n = torch.bincount(rows, weights=weight, minlength=n_rows)
+    if workspace is None:
+        n = torch.bincount(rows, weights=weight, minlength=n_rows).to(torch.float32)
+        n = n.index_select(0, rows)
+    else:
+        counts = workspace.zeros("row_counts", n_rows, rows.device)
+        ones = weight if weight is not None else workspace.ones(len(rows), rows.device)
+        counts.index_add_(0, rows, ones.to(torch.float32))
+        n = counts.index_select(0, rows)
+        counts.index_fill_(0, rows, 0.0)
     if float(n.max()) <= cap:
         return None
     # min(1, cap / n) = cap / max(n, cap)
-    return n.index_select(0, rows).to(torch.float32).clamp_(min=cap).reciprocal_().mul_(cap)
+    return n.clamp_(min=cap).reciprocal_().mul_(cap)
 
 
 class Workspace:
@@ -98,23 +114,41 @@ class Workspace:
             buf = self._buffers[name] = torch.empty(size, dtype=like.dtype, device=like.device)
         return buf[:size].view(shape)
 
+    def zeros(self, name: str, size: int, device: torch.device) -> torch.Tensor:
+        """A persistent float32 (size,) buffer of zeros; the caller leaves it zero again."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() != size or buf.device != device:
+            buf = self._buffers[name] = torch.zeros(size, device=device)
+        return buf
+
+    def ones(self, size: int, device: torch.device) -> torch.Tensor:
+        """A view of ``size`` float32 ones (read only)."""
+        buf = self._buffers.get("ones")
+        if buf is None or buf.numel() < size or buf.device != device:
+            buf = self._buffers["ones"] = torch.ones(max(size, 1024), device=device)
+        return buf[:size]
+
 
 def _fresh(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     return torch.empty(shape, dtype=like.dtype, device=like.device)
 
 
-def _add_rows(weights: torch.Tensor, rows: torch.Tensor, update: torch.Tensor, cap, count=None):
-    scale = row_scale(rows, weights.shape[0], cap, count)
+def _add_rows(
+    weights: torch.Tensor, rows: torch.Tensor, update: torch.Tensor, cap, count=None, ws=None
+):
+    scale = row_scale(rows, weights.shape[0], cap, count, ws if isinstance(ws, Workspace) else None)
     if scale is not None:  # every update here is a fresh tensor: scaled in place
         update.mul_(scale.to(update.dtype)[:, None])
     weights.index_add_(0, rows, update)
 
 
-def _output_step(h, mask, rows, label, valid, weights, alpha, hs, compute_loss, cap, ws):
+def output_step(h, mask, rows, label, valid, weights, alpha, hs, compute_loss, cap, ws, pairs=None):
     """The shared step: f = h . u, g = (label - s(f)) alpha, u += sum g h, return sum g u.
 
     h (N, M, D): M inputs per group, ``mask`` (N, M) or None (all real); rows, label and
-    valid (N, R): the R output rows of each group, their labels, which of them count.
+    valid (N, R): the R output rows of each group, their labels (float, or (1, R)), which of
+    them count; ``pairs`` (N * R,) float or None: the pair updates each output row carries
+    (its group's real inputs; computed here when None). ``ws``: a ``Workspace`` or ``_fresh``.
     """
     n, m, d = h.shape
     flat = rows.reshape(-1)
@@ -130,8 +164,7 @@ def _output_step(h, mask, rows, label, valid, weights, alpha, hs, compute_loss, 
     lab = label[:, None, :].to(h.dtype)
     g = (lab - s).mul_(keep).mul_(alpha)
     neu1e = torch.bmm(g, u, out=ws(f"neu1e_{tag}", (n, m, d), h))  # (N, M, D), from the old u
-    pairs = None  # the pair updates each output row carries: its group's real inputs
-    if cap is not None:
+    if cap is not None and pairs is None:
         per_group = m if mask is None else mask.sum(1, keepdim=True)
         pairs = (valid * per_group).reshape(-1).to(h.dtype)
     # u's update sum_m g h: one broadcast product for a single input (CBOW), else a matmul
@@ -140,11 +173,37 @@ def _output_step(h, mask, rows, label, valid, weights, alpha, hs, compute_loss, 
         torch.mul(g.transpose(1, 2), h, out=du)
     else:
         torch.bmm(g.transpose(1, 2), h, out=du)
-    _add_rows(weights, flat, du.reshape(-1, d), cap, pairs)
+    _add_rows(weights, flat, du.reshape(-1, d), cap, pairs, ws)
     if not compute_loss:
         return neu1e, None
     loss = -(F.logsigmoid((2 * lab - 1) * f) * keep).sum()
     return neu1e, loss
+
+
+def ns_rows(
+    targets: torch.Tensor, negatives: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Negative sampling's output rows (N, 1 + K), labels (1, 1 + K) and which rows count.
+
+    Label 1 for the target (column 0), 0 for a negative; a negative equal to its target is
+    skipped (not valid).
+    """
+    rows = torch.cat([targets[:, None], negatives], dim=1)  # (N, 1 + K)
+    label = (torch.arange(rows.shape[1], device=rows.device) == 0)[None, :]  # (1, 1 + K)
+    valid = rows != targets[:, None]
+    valid[:, 0] = True  # the target itself; a negative equal to it is skipped
+    return rows, label, valid
+
+
+def hs_rows(
+    targets: torch.Tensor, tree: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hierarchical softmax's output rows (N, L): the targets' padded Huffman paths, labels
+    ``1 - code_d`` and which nodes are on the path (``tree`` as ``padded_tree`` returns)."""
+    points, codes, lengths = tree
+    depth = torch.arange(points.shape[1], device=targets.device)
+    valid = depth[None, :] < lengths[targets][:, None]
+    return points[targets], 1 - codes[targets], valid
 
 
 def ns_update(
@@ -169,12 +228,9 @@ def ns_update(
     """
     squeeze = h.dim() == 2
     h = h[:, None, :] if squeeze else h
-    rows = torch.cat([targets[:, None], negatives], dim=1)  # (N, 1 + K)
-    label = (torch.arange(rows.shape[1], device=h.device) == 0)[None, :]  # (1, 1 + K)
-    valid = rows != targets[:, None]
-    valid[:, 0] = True  # the target itself; a negative equal to it is skipped
-    neu1e, loss = _output_step(h, mask, rows, label, valid, syn1neg, alpha, False, compute_loss,
-                               cap, workspace or _fresh)  # fmt: skip
+    rows, label, valid = ns_rows(targets, negatives)
+    neu1e, loss = output_step(h, mask, rows, label, valid, syn1neg, alpha, False, compute_loss,
+                              cap, workspace or _fresh)  # fmt: skip
     return (neu1e[:, 0] if squeeze else neu1e), loss
 
 
@@ -198,11 +254,9 @@ def hs_update(
     """
     squeeze = h.dim() == 2
     h = h[:, None, :] if squeeze else h
-    points, codes, lengths = tree
-    rows, label = points[targets], 1 - codes[targets]
-    valid = torch.arange(points.shape[1], device=h.device)[None, :] < lengths[targets][:, None]
-    neu1e, loss = _output_step(h, mask, rows, label, valid, syn1, alpha, True, compute_loss, cap,
-                               workspace or _fresh)  # fmt: skip
+    rows, label, valid = hs_rows(targets, tree)
+    neu1e, loss = output_step(h, mask, rows, label, valid, syn1, alpha, True, compute_loss, cap,
+                              workspace or _fresh)  # fmt: skip
     return (neu1e[:, 0] if squeeze else neu1e), loss
 
 
@@ -245,45 +299,98 @@ def reduced_windows(
     return pos, mask
 
 
-def train_groups(
+def train_skipgram(
     vectors: torch.Tensor,
-    targets: torch.Tensor,
     context: torch.Tensor,
     mask: torch.Tensor,
     outputs,
-    alpha: float,
-    *,
-    sg: bool,
-    cbow_mean: bool = True,
     cap: float | None = None,
     workspace: Workspace | None = None,
 ) -> torch.Tensor | None:
-    """One batched step for N centre words; updates ``vectors`` and the output rows in place.
+    """One batched skip-gram step for N centre words; updates ``vectors`` and the outputs.
 
-    targets (N,) the centre words, context (N, 2 window) their context word ids, mask (N, 2
-    window) which of them are real. ``outputs(h, mask)`` runs the output layers
-    (``ns_update`` and/or ``hs_update``) and returns ``(neu1e, loss or None)``. Skip-gram: each
-    context vector predicts the centre; CBOW: their mean (or sum) does, and every context
-    row gets the error (divided by the context size for the sum, as gensim does).
+    context (N, 2 window) the context word ids of each centre, mask (N, 2 window) which of
+    them are real. Each context vector predicts the centre: ``outputs(h, mask)`` with h
+    (N, 2 window, D) runs the output layers and returns ``(neu1e, loss or None)``.
     """
     ws = workspace or _fresh
     n, width = context.shape
     d = vectors.shape[1]
     flat = context.reshape(-1)
     real = mask.reshape(-1).nonzero()[:, 0]  # the real (centre, context) slots
-    update = ws("update", (len(real), d), vectors)
-    if sg:  # (N, 2W, D); padded slots are masked out of every update
-        h = torch.index_select(vectors, 0, flat, out=ws("h", (n * width, d), vectors))
-        neu1e, loss = outputs(h.view(n, width, d), mask)
-        torch.index_select(neu1e.reshape(n * width, d), 0, real, out=update)
-    else:
-        m = mask.to(vectors.dtype)
-        size = m.sum(1, keepdim=True)
-        weight = m / size if cbow_mean else m
-        h = F.embedding_bag(context, vectors, per_sample_weights=weight, mode="sum")  # (N, D)
-        neu1e, loss = outputs(h, None)
-        if not cbow_mean:  # gensim spreads a summed context's error over its words
-            neu1e = neu1e / size
-        torch.index_select(neu1e, 0, real // width, out=update)
-    _add_rows(vectors, flat.index_select(0, real), update, cap)
+    h = torch.index_select(vectors, 0, flat, out=ws("h", (n * width, d), vectors))
+    neu1e, loss = outputs(h.view(n, width, d), mask)  # padded slots masked out of updates
+    update = torch.index_select(neu1e.reshape(n * width, d), 0, real,
+                                out=ws("update", (len(real), d), vectors))  # fmt: skip
+    _add_rows(vectors, flat.index_select(0, real), update, cap, None, ws)
     return loss
+
+
+def train_cbow(
+    vectors: torch.Tensor,
+    words: torch.Tensor,
+    offsets: torch.Tensor,
+    weights: torch.Tensor,
+    group: torch.Tensor,
+    outputs,
+    size: torch.Tensor | None = None,
+    cap: float | None = None,
+    workspace: Workspace | None = None,
+) -> torch.Tensor | None:
+    """One batched CBOW step for N centre words; updates ``vectors`` and the outputs.
+
+    The real context words of the N centres back to back: words (S,) their ids, offsets (N,)
+    where each centre's start, weights (S,) ``1 / size`` of their centre for the mean (1 for
+    the sum), group (S,) their centre in ``0..N-1``. h (N, D) = ``embedding_bag`` of the
+    weighted rows; ``outputs(h, None)`` returns ``(neu1e, loss or None)`` and every context
+    row gets its centre's ``neu1e`` (divided by ``size`` (N, 1) for the sum, as gensim does).
+    """
+    ws = workspace or _fresh
+    d = vectors.shape[1]
+    h = F.embedding_bag(words, vectors, offsets, mode="sum", per_sample_weights=weights)
+    neu1e, loss = outputs(h, None)
+    if size is not None:  # gensim spreads a summed context's error over its words
+        neu1e = neu1e / size
+    update = torch.index_select(neu1e, 0, group, out=ws("update", (len(words), d), vectors))
+    _add_rows(vectors, words, update, cap, None, ws)
+    return loss
+
+
+class AliasSampler:
+    """Draws from a discrete distribution in O(1) per draw (Walker's alias method).
+
+    Vose's construction ("A linear algorithm for generating random numbers with a given
+    distribution", 1991): V columns of height 1/V; column i keeps word i with probability
+    ``prob[i]`` and gives the rest to ``alias[i]``. A draw is a uniform column and one
+    uniform number: ``i if u < prob[i] else alias[i]``. Exact up to float32 rounding of
+    ``prob``, where a binary search of the cumulative distribution costs log V reads.
+    """
+
+    def __init__(self, probs, device: str | torch.device = "cpu") -> None:
+        p = np.asarray(probs, dtype=np.float64)
+        q = (p * (len(p) / p.sum())).tolist()
+        prob, alias = [1.0] * len(q), list(range(len(q)))
+        small = [i for i, x in enumerate(q) if x < 1.0]
+        large = [i for i, x in enumerate(q) if x >= 1.0]
+        while small and large:
+            s, big = small.pop(), large[-1]
+            prob[s], alias[s] = q[s], big
+            q[big] -= 1.0 - q[s]
+            if q[big] < 1.0:
+                small.append(large.pop())
+        self.prob = torch.tensor(prob, dtype=torch.float32, device=device)
+        self.alias = torch.tensor(alias, dtype=torch.long, device=device)
+
+    def probabilities(self) -> np.ndarray:
+        """The distribution drawn: ``(prob_w + sum over alias_i = w of (1 - prob_i)) / V``."""
+        prob = self.prob.double().cpu()
+        n = len(prob)
+        given = torch.bincount(self.alias.cpu(), weights=1.0 - prob, minlength=n)
+        return ((prob + given) / n).numpy()
+
+    def draw(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """Word ids of ``shape``, i.i.d. from the distribution."""
+        dev = self.prob.device
+        i = torch.randint(0, len(self.prob), shape, generator=generator, device=dev)
+        u = torch.rand(shape, generator=generator, device=dev)
+        return torch.where(u < self.prob[i], i, self.alias[i])

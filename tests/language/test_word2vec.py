@@ -21,7 +21,7 @@ from paperlab.language.word2vec import (
     padded_tree,
     reduced_windows,
 )
-from paperlab.language.word2vec_batch import Workspace, row_scale
+from paperlab.language.word2vec_batch import AliasSampler, Workspace, row_scale
 
 pytestmark = pytest.mark.note("D1", reference="gensim formulas; word2vec.c updates (float64)")
 
@@ -142,6 +142,11 @@ def test_row_cap_scales_only_the_rows_above_it():
     assert row_scale(rows, 4, 2.0).tolist() == [1, 1, 1, 0.5, 0.5, 0.5, 0.5]
     pairs = torch.tensor([6.0, 1.0])  # the first entry carries 6 pair updates
     assert row_scale(torch.tensor([0, 1]), 2, 3.0, pairs).tolist() == [0.5, 1.0]
+    ws = Workspace()  # the persistent count buffer gives the same, and is zero again after
+    for _ in range(2):
+        assert row_scale(rows, 4, 2.0, workspace=ws).tolist() == [1, 1, 1, 0.5, 0.5, 0.5, 0.5]
+        assert row_scale(torch.tensor([0, 1]), 4, 3.0, pairs, ws).tolist() == [0.5, 1.0]
+        assert row_scale(rows, 4, 4.0, workspace=ws) is None
 
 
 def test_a_row_above_the_cap_gets_cap_times_the_mean_update():
@@ -215,10 +220,14 @@ def test_vocabulary_subsampling_and_noise_equal_gensim(lee):
 def test_drawn_negatives_follow_the_noise_distribution(lee):
     model = Word2Vec(min_count=5)
     model.build_vocab(lee)
-    draws = torch.searchsorted(model._noise_cdf, torch.rand(400_000, generator=model.generator))
+    draws = model._noise.draw((400_000,), model.generator)
     freq = np.bincount(draws.numpy(), minlength=len(model.wv)) / 400_000
     p = noise_distribution(model.wv.counts, 0.75)
     assert np.abs(freq[:20] - p[:20]).max() < 4 * np.sqrt(p[0] / 400_000)
+    # the alias table itself encodes the distribution exactly (up to float32)
+    np.testing.assert_allclose(model._noise.probabilities(), p, rtol=1e-5, atol=1e-9)
+    skewed = AliasSampler([5.0, 1.0, 0.0, 2.0])
+    np.testing.assert_allclose(skewed.probabilities(), [5 / 8, 1 / 8, 0, 2 / 8], atol=1e-7)
 
 
 # --------------------------------------------------------------------- quality beside gensim
