@@ -339,12 +339,18 @@ def selective_scan_chunked(
     C_steps = Cs.view(batch * chunks, chunk, 1, n).unbind(1) if C.dim() == 3 else [Cs] * chunk
     y_j = deltas.new_empty(batch, chunks, dim) if fast else None
     ys = xs.unbind(2) if fast else []  # fast: y_t goes where x_t was (x_t is used up)
-    for j, ((delta_j, x_j, B_j), C_j) in enumerate(zip(steps(slice(None)), C_steps)):
-        state = _advance(state, delta_j, x_j, B_j, log2_A, buf)
-        if fast:
-            ys[j].copy_(read_out(state, C_j, y_j))
-        else:
-            ys.append(read_out(state, C_j, None))
+    if fast and state is not None and C.dim() == 3:  # the hot loop, inlined: 6 ops a step
+        h_rows, y_rows = state.view(batch * chunks, n, dim), y_j.view(batch * chunks, 1, dim)
+        for (delta_j, x_j, B_j), C_j, y_t in zip(steps(slice(None)), C_steps, ys):
+            state.mul_(torch.mul(delta_j, log2_A, out=buf).exp2_()).addcmul_(x_j, B_j)
+            y_t.copy_(torch.bmm(C_j, h_rows, out=y_rows).view(batch, chunks, dim))
+    else:
+        for j, ((delta_j, x_j, B_j), C_j) in enumerate(zip(steps(slice(None)), C_steps)):
+            state = _advance(state, delta_j, x_j, B_j, log2_A, buf)
+            if fast:
+                ys[j].copy_(read_out(state, C_j, y_j))
+            else:
+                ys.append(read_out(state, C_j, None))
     if fast:  # y (batch, dim, L) in deltas' memory; xs, read, is _finish's scratch
         y = from_steps(xs, length, out=deltas.view(-1)[: batch * dim * length].view(u.shape))
     else:
