@@ -20,18 +20,22 @@ the size, ``cxcywh`` the centre and the size. Everything a detector does with bo
 - sampling: a fixed-size batch of anchors/proposals with at most ``positive_fraction`` positives.
 
 How NMS runs without a loop per box. The boxes are sorted once and suppressed in rounds. A
-round takes the first boxes left (a short first round of 3/8 ``block``: in a detector's output
+round takes the first boxes left (a short first round of ``block / 4``: in a detector's output
 most boxes are suppressed by a few; ``block`` afterwards) and solves the greedy rule among
-them, the triangular system ``keep[i] = not any(keep[k] and over[k, i] for k < i)`` on one
+them, the triangular system ``keep[i] = not any(keep[k] and over[i, k] for k < i)`` on one
 IoU matrix; it has one solution, and iterating it from ``keep = all`` fixes one more
 leading position per step and stops at that solution (Cluster-NMS, Zheng et al. 2020),
 usually after one to four steps. The boxes kept then drop
 every later box they overlap (one kept x rest matrix), and the survivors are the next round's
-problem: boxes kept earlier no longer touch them. A small problem (at most 5/4 of a round) is
-one round, one dense matrix, a few dozen tensor operations in all. IoU is computed with the
+problem: boxes kept earlier no longer touch them. A small problem (at most ``block / 2``
+boxes, or 5/4 of a round) is one round, one dense matrix. IoU is computed with the
 very float operations of torchvision's kernel (``inter / (area_i + area_j - inter)`` in the
 boxes' dtype, and ``> threshold`` with the threshold's float64 meaning), so the kept indices
-are exactly torchvision's.
+are exactly torchvision's. Cost: on the CPU each tensor operation costs a few microseconds
+whatever its size, about what torchvision's whole call costs for a hundred boxes, so the
+code keeps the operation count low (a round is about 25) and every matrix in float (0/1
+comparisons included: boolean tensors are slower); ``nms`` is within 2x of torchvision's C++
+from about a thousand boxes, 3-5x below a few hundred.
 
 Shapes: boxes ``(..., N, 4)``; pairwise functions return ``(..., N, M)``; ``nms`` takes
 ``(N, 4)`` and ``(N,)`` and returns int64 indices sorted by decreasing score.
@@ -214,15 +218,20 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
 # ----------------------------------------------------------------------------- NMS
 
 
-def _pair_iou(a: Tensor, area_a: Tensor, b: Tensor, area_b: Tensor) -> Tensor:
-    """IoU ``(n, m)`` of boxes given by their coordinates ``a`` (4, n) and ``b`` (4, m) (rows
-    x1, y1, x2, y2) with torchvision's float operations, in the boxes' dtype:
-    ``w = max(0, min(x2) - max(x1))`` (and h), ``inter / (area_a + area_b - inter)``. The
-    intermediates are (2, n, m), m contiguous, so every operation is vectorised."""
-    lt = torch.maximum(a[:2, :, None], b[:2, None])
-    wh = torch.minimum(a[2:, :, None], b[2:, None]).sub_(lt).clamp_(min=0)
-    inter = wh[0].mul_(wh[1])
-    return inter.div_((area_a[:, None] + area_b).sub_(inter))
+def _over(a: Tensor, b: Tensor, thr: float) -> Tensor:
+    """``IoU > thr`` as a float 0/1 matrix ``(n, m)`` between the boxes of ``a`` ``(5, n)`` and
+    ``b`` ``(5, m)``, given as rows ``x1, y1, -x2, -y2, area``.
+
+    One ``maximum`` over the four rows gives ``max(x1)``, ``max(y1)``, ``-min(x2)``,
+    ``-min(y2)`` at once (negation is exact), so ``max(x1) - min(x2) = -w`` and the
+    intersection is the product of the two clamped negatives: torchvision's float operations
+    (``w = max(0, min(x2) - max(x1))``, ``inter / (area_a + area_b - inter)``), in the boxes'
+    dtype, in 8 tensor operations. Everything stays float (comparisons write 0/1 floats):
+    boolean intermediates are several times slower on the CPU."""
+    m = torch.maximum(a[:4, :, None], b[:4, None])
+    neg = torch.add(m[:2], m[2:]).clamp_(max=0)  # (-w, -h)
+    inter = neg[0].mul_(neg[1])
+    return inter.div_((a[4, :, None] + b[4]).sub_(inter)).gt_(thr)
 
 
 @functools.lru_cache(maxsize=64)
@@ -236,78 +245,80 @@ def _threshold(iou_threshold: float, dtype: torch.dtype) -> float:
     return float(u)
 
 
-def _greedy(over: Tensor) -> Tensor:
-    """Solve ``keep[i] = ~any_k<i(keep[k] & over[k, i])`` for a block's ``IoU > threshold``
-    given as a float 0/1 matrix with only the pairs ``k < i`` (the strict upper triangle) set;
-    returns keep as a float 0/1 vector.
+def _greedy(lower: Tensor) -> Tensor:
+    """Solve ``keep[i] = ~any_k<i(keep[k] & over[i, k])`` for a round's ``IoU > threshold``
+    given as a float 0/1 matrix with only the pairs ``k < i`` (the strict lower triangle)
+    set; returns keep as a float 0/1 vector.
 
     Iterating from ``keep = all`` fixes at least one more leading position per step; a step
     that changes nothing has reached the unique solution (usually after 1-4 steps). Each step
-    counts the kept boxes suppressing each box, a vector-matrix product (exact in float).
+    counts the kept boxes suppressing each box, a matrix-vector product (exact in float).
     """
-    keep = over.sum(0).logical_not_()  # the first step, from keep = all
+    keep = lower.sum(1).eq_(0)  # the first step, from keep = all
     while True:
-        new = (keep @ over).logical_not_()
+        new = torch.mv(lower, keep).eq_(0)
         if torch.equal(new, keep):
             return new
         keep = new
 
 
-def _over(a: Tensor, area_a: Tensor, b: Tensor, area_b: Tensor, thr: float,
-          labels_a: Tensor | None, labels_b: Tensor | None) -> Tensor:
-    """``IoU > thr`` as a float 0/1 matrix (``len(a), len(b)``), pairs of one label only."""
-    over = _pair_iou(a, area_a, b, area_b).gt_(thr)
-    return over if labels_a is None else over.mul_(labels_a[:, None] == labels_b)
+def _nms_sorted(coords: Tensor, index: Tensor, iou_threshold: float, block: int) -> Tensor:
+    """Indices kept by the greedy NMS, in order; ``coords`` ``(5, N)`` rows
+    ``x1, y1, -x2, -y2, area`` sorted by decreasing score, ``index`` ``(N,)`` the boxes'
+    indices.
 
-
-def _nms_sorted(boxes: Tensor, iou_threshold: float, labels: Tensor | None, block: int) -> Tensor:
-    """What the greedy NMS keeps, as positions (ascending) or, where one round decides all the
-    boxes, a keep mask (either indexes the sort order); ``boxes`` (4, N) coordinates
-    (rows x1, y1, x2, y2) sorted by decreasing score, ``labels`` (N,) restricting suppression
-    to equal labels, or None.
-
-    Rounds: the greedy rule among the first boxes left (one IoU matrix; 3/8 ``block`` boxes in
-    the first round, ``block`` afterwards), then those kept drop every later box they overlap
-    (one kept x rest matrix); the survivors are the next round's problem, which the kept boxes
-    no longer touch. Where the previous round kept most of its boxes, the round's matrix and
-    the rest's are one (round x left) matrix (fewer operations, little extra arithmetic). At
-    most 5/4 of a round's size left: one last round, a single dense matrix.
+    Rounds: the greedy rule among the first boxes left (one IoU matrix; ``block / 4`` boxes
+    in the first round, ``block`` afterwards), then those kept drop every later box they
+    overlap (one kept x rest matrix); the survivors are the next round's problem, which the
+    kept boxes no longer touch. Where the previous round kept most of its boxes, the round's
+    matrix and the rest's are one (left x round) matrix (fewer operations, little extra
+    arithmetic). At most 5/4 of a round's size left, or at most ``block / 2`` boxes in all:
+    one round, a single dense matrix.
     """
-    thr = _threshold(iou_threshold, boxes.dtype)
-    area = (boxes[2:] - boxes[:2]).prod(0)  # (x2 - x1) * (y2 - y1), one product: exact
-    position = None  # positions of the boxes left; None: all of them, in order
+    thr = _threshold(iou_threshold, coords.dtype)
     parts = []
-    size = max(1, 3 * block // 8)  # a short first round: most boxes may be suppressed
+    size = max(1, block // 4)
     dense = False
     while True:
-        m = boxes.shape[1]
-        size = m if 4 * m <= 5 * size else size
-        if size == m:  # the last round
-            keep = _greedy(_over(boxes, area, boxes, area, thr, labels, labels).triu_(1)).bool()
-            parts.append(keep if position is None else position[keep])
+        m = coords.shape[1]
+        if 4 * m <= 5 * size or (not parts and 2 * m <= block):  # the last round
+            keep = _greedy(_over(coords, coords, thr).tril_(-1))
+            parts.append(index.index_select(0, keep.nonzero()[:, 0]))
             break
-        b, a = boxes[:, :size], area[:size]
-        lab = None if labels is None else labels[:size]
-        if dense:  # most boxes survive: one (size, m) matrix for the round and the rest
-            over = _over(b, a, boxes, area, thr, lab, labels)
-            keep = _greedy(over[:, :size].triu_(1))
-            alive = (keep @ over[:, size:]).logical_not_().nonzero()[:, 0]
+        head = coords[:, :size]
+        if dense:  # most boxes survive: one (m, size) matrix for the round and the rest
+            over = _over(coords, head, thr)
+            keep = _greedy(over[:size].tril(-1))
+            alive = torch.mv(over[size:], keep).eq_(0).nonzero()[:, 0]
             kept = keep.nonzero()[:, 0]
         else:  # most are suppressed: the rest only against the few kept
-            kept = _greedy(_over(b, a, b, a, thr, lab, lab).triu_(1)).nonzero()[:, 0]
-            rest = _over(b[:, kept], a[kept], boxes[:, size:], area[size:], thr,
-                         None if lab is None else lab[kept],
-                         None if labels is None else labels[size:])
-            alive = rest.any(0).logical_not_().nonzero()[:, 0]
-        parts.append(kept if position is None else position[kept])
-        dense = 2 * len(kept) > size
+            kept = _greedy(_over(head, head, thr).tril_(-1)).nonzero()[:, 0]
+            rest = _over(head.index_select(1, kept), coords[:, size:], thr)
+            alive = rest.sum(0).eq_(0).nonzero()[:, 0]
+        parts.append(index[:size].index_select(0, kept))
         if alive.numel() == 0:
             break
-        position = (alive + size) if position is None else position[size:][alive]
-        boxes, area = boxes[:, size:][:, alive], area[size:][alive]
-        labels = None if labels is None else labels[size:][alive]
+        dense = 2 * len(kept) > size
+        coords = coords[:, size:].index_select(1, alive)
+        index = index[size:].index_select(0, alive)
         size = block
-    return parts[0] if len(parts) == 1 else torch.cat(parts)  # one part: maybe a bool mask
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _sorted_coords(boxes: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+    """``coords`` ``(5, N)`` (rows ``x1, y1, -x2, -y2, area``) and the indices of the boxes
+    sorted by decreasing score, ties in index order (a stable sort)."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    if not boxes.is_floating_point():  # integer coordinates: float64 holds them exactly
+        boxes = boxes.double()
+    elif boxes.dtype not in (torch.float32, torch.float64):
+        boxes = boxes.float()
+    coords = boxes.new_empty(5, boxes.shape[0])
+    torch.index_select(boxes.t(), 1, order, out=coords[:4])
+    x1, y1, x2, y2, area = coords.unbind()
+    torch.mul(x2 - x1, y2 - y1, out=area)  # (x2 - x1) * (y2 - y1), as torchvision
+    coords[2:4].neg_()
+    return coords, order
 
 
 def _check_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> None:
@@ -324,15 +335,15 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, block: int = 256
 
     A box is dropped when its IoU with a higher-scoring kept box is ``> iou_threshold``
     (strictly). Equal scores keep index order. ``boxes`` ``(N, 4)`` xyxy, ``scores`` ``(N,)``.
-    ``block`` sets the round size (3/8 of it in the first round; at most ``block`` x the boxes
-    left IoU entries at a time); it does not change the result.
+    ``block`` sets the round size (1/4 of it in the first round; up to ``block / 2`` boxes
+    are one round; at most ``block`` x the boxes left IoU entries at a time); it does not
+    change the result.
     """
     _check_nms(boxes, scores, iou_threshold)
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    keep = _nms_sorted(_upcast(boxes).t()[:, order], float(iou_threshold), None, block)
-    return order[keep]
+    coords, order = _sorted_coords(boxes.detach(), scores.detach())
+    return _nms_sorted(coords, order, float(iou_threshold), block)
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
@@ -340,7 +351,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
 
     Like torchvision: up to 4,000 coordinates on the CPU (100,000 on a GPU) the boxes of each
     category are shifted apart by ``idx * (max + 1)`` and one NMS runs; above that each category
-    is suppressed on its own coordinates (here in one pass, with a same-category mask). The two
+    is suppressed on its own coordinates (one NMS per category, as there). The two
     can differ by rounding of the shifted coordinates, so we follow the same switch; in the
     second branch torchvision orders the kept boxes by an unstable sort of their scores, so
     equal scores come out in that sort's order, and ours uses the same call.
@@ -351,12 +362,15 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         raise ShapeError(f"idxs must have shape ({boxes.shape[0]},), got {shape}")
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    boxes, scores = boxes.detach(), scores.detach()
     if boxes.numel() <= (4000 if boxes.device.type == "cpu" else 100_000):
         offsets = idxs.to(boxes) * (boxes.max() + 1)  # in the boxes' dtype, as torchvision
         return nms(boxes + offsets[:, None], scores, iou_threshold)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    keep = _nms_sorted(_upcast(boxes).t()[:, order], float(iou_threshold), idxs[order], 256)
-    kept = torch.sort(order[keep]).values  # then by score with torch's default sort, as
+    keep = []
+    for category in torch.unique(idxs):  # one NMS per category: no work across categories
+        where = torch.where(idxs == category)[0]
+        keep.append(where[nms(boxes[where], scores[where], iou_threshold)])
+    kept = torch.sort(torch.cat(keep)).values  # then by score with torch's default sort, as
     return kept[scores[kept].sort(descending=True)[1]]  # torchvision does (ties: its order)
 
 
