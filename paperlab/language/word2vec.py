@@ -162,7 +162,10 @@ def noise_distribution(counts: Any, ns_exponent: float) -> np.ndarray:
 class Word2Vec:
     """gensim-compatible Word2Vec (see the module docstring); trains at once given a corpus."""
 
-    batch_rows = 4096  # rows read per step: centres x (2 window + output rows per centre)
+    # rows read per step: centres x (2 window + output rows per centre); a quarter of it for
+    # CBOW with the sum, whose large summed h makes the summed updates of a step overshoot
+    # (Lee sanity ranks 134, 60, 120 on seeds 1-3 at 4096; 36, 22, 33 at 1024; gensim 41, 7, 3)
+    batch_rows = 4096
     row_cap: float | None = 16.0  # the most pair updates a row takes in full per step
 
     def __init__(
@@ -311,8 +314,9 @@ class Word2Vec:
     def _train_chunk(self, ids: torch.Tensor, sentence: torch.Tensor, alpha: float) -> float:
         gen, dev = self.generator, self.device
         if self.sample:
-            kept = torch.rand(len(ids), generator=gen, device=dev) < self._keep[ids]
-            ids, sentence = ids[kept], sentence[kept]
+            kept = torch.rand(len(ids), generator=gen, device=dev) < self._keep.index_select(0, ids)
+            kept = torch.nonzero(kept)[:, 0]  # one nonzero, two index_select (not 2 masks)
+            ids, sentence = ids.index_select(0, kept), sentence.index_select(0, kept)
         if len(ids) < 2:
             return 0.0
         if self.shrink_windows:
@@ -324,14 +328,16 @@ class Word2Vec:
         outputs = (self.negative + 1 if self.negative else 0) + (
             self._tree[0].shape[1] if self.hs else 0
         )
-        step = max(16, self.batch_rows // (outputs + 2 * self.window))  # rows read per centre
+        rows_read = self.batch_rows if self.sg or self.cbow_mean else self.batch_rows // 4
+        step = max(16, rows_read // (outputs + 2 * self.window))  # rows read per centre
         # step k trains centres k, k + S, k + 2S, ... (S steps): the centres of one step are
         # far apart, so the overlapping windows of neighbouring words are chained step after
         # step (as word2vec.c chains them) instead of being summed within a step
         n_steps = -(-len(centres) // step)
         centres = centres[torch.argsort(torch.arange(len(centres), device=dev) % n_steps,
                                         stable=True)]  # fmt: skip
-        targets, context, mask = ids[centres], ids[pos[centres]], mask[centres]
+        targets, mask = ids.index_select(0, centres), mask.index_select(0, centres)
+        context = ids.index_select(0, pos.index_select(0, centres).reshape(-1)).view(mask.shape)
         # the output rows of every centre, once per chunk (sliced per step below)
         n_inputs = mask.sum(1)  # real context words per centre
         per_pair = n_inputs[:, None].float() if self.sg else 1.0  # pair updates per output row
@@ -345,9 +351,11 @@ class Word2Vec:
             label = label.float().expand(len(centres), -1)
             layers.append((rows, label, valid, valid * per_pair, self.syn1neg, False))
         if not self.sg:  # CBOW: the real context words back to back, with their weights
-            words, group = context[mask], torch.nonzero(mask)[:, 0]
+            slots = torch.nonzero(mask)  # (S, 2): centre, column
+            group = slots[:, 0].contiguous()
+            words = context.reshape(-1).index_select(0, group * mask.shape[1] + slots[:, 1])
             size = n_inputs[:, None].float()
-            weights = (1.0 / size).expand_as(mask)[mask] if self.cbow_mean else None
+            weights = (1.0 / size[:, 0]).index_select(0, group) if self.cbow_mean else None
             starts = torch.cumsum(n_inputs, 0) - n_inputs
         loss = torch.zeros((), device=dev)
         q, r = divmod(len(centres), max(n_steps, 1))

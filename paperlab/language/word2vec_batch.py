@@ -202,8 +202,8 @@ def hs_rows(
     ``1 - code_d`` and which nodes are on the path (``tree`` as ``padded_tree`` returns)."""
     points, codes, lengths = tree
     depth = torch.arange(points.shape[1], device=targets.device)
-    valid = depth[None, :] < lengths[targets][:, None]
-    return points[targets], 1 - codes[targets], valid
+    valid = depth[None, :] < lengths.index_select(0, targets)[:, None]
+    return points.index_select(0, targets), 1 - codes.index_select(0, targets), valid
 
 
 def ns_update(
@@ -294,7 +294,7 @@ def reduced_windows(
     pos = torch.arange(n, device=dev)[:, None] + offsets[None, :]
     inside = (pos >= 0) & (pos < n)
     pos = pos.clamp(0, n - 1)
-    mask = inside & (sentence[pos] == sentence[:, None])
+    mask = inside & (sentence.index_select(0, pos.reshape(-1)).view(pos.shape) == sentence[:, None])
     mask &= offsets.abs()[None, :] <= (window - reduced)[:, None]
     return pos, mask
 
@@ -393,4 +393,6 @@ class AliasSampler:
         dev = self.prob.device
         i = torch.randint(0, len(self.prob), shape, generator=generator, device=dev)
         u = torch.rand(shape, generator=generator, device=dev)
-        return torch.where(u < self.prob[i], i, self.alias[i])
+        flat = i.reshape(-1)
+        keep = u < self.prob.index_select(0, flat).view(shape)
+        return torch.where(keep, i, self.alias.index_select(0, flat).view(shape))
