@@ -39,17 +39,16 @@ values in brackets, with the spread of four pilot variants of lr / queries / bat
    [-0.004; variants up to +0.044 with 4 queries, +0.017 with 8]. Control: the gain NMS gives
    the one-to-many model (first seed) [pilot +0.035].
 
-Recorded (quick, seeds 0-2, one thread): claim 1 holds, AP50 0.301, 0.334, 0.282 (untrained
-0.0); claim 2 holds, 0.12, 0.07, 0.09 (one-to-many control 0.5); claim 3 **fails**: NMS raises
-AP50 by +0.034, +0.022, +0.020 (control +0.062): after 150 steps DETR still leaves a few
-lower-scored second detections that NMS removes, fewer than the mechanism-free control but
-not few enough for the threshold. (With two threads, an earlier recorded run gave the same
-verdicts: AP50 0.294 / 0.210 / 0.266, duplicates 0.040 / 0.040 / 0.015, NMS gain +0.024 /
-+0.021 / +0.014.) The matched cost per image falls from about 7.8 to -3.3 over training
-(one-to-many: 31 to -12, a sum over all 8 queries). Quick takes 33.5 s of user CPU for the
-whole ``paperlab run detr-shapes`` on the 2-core development machine at load average 3.4
-(about 1.2x slower per step than idle; four trainings of 150 steps, the rest start-up,
-imports and the figure).
+Recorded (quick, seeds 0-2, one thread): claim 1 holds, AP50 0.301, 0.334, 0.282 (AP 0.176,
+0.164, 0.144; untrained 0.0); claim 2 holds, 0.12, 0.07, 0.09 (one-to-many control 0.5); claim
+3 **fails**: NMS raises AP50 by +0.034, +0.022, +0.020 (control +0.062): after 150 steps DETR
+still leaves a few lower-scored second detections that NMS removes, fewer than the mechanism-
+free control but not few enough for the threshold. (With two threads, an earlier recorded run
+gave the same verdicts: AP50 0.294 / 0.210 / 0.266, duplicates 0.040 / 0.040 / 0.015, NMS gain
++0.024 / +0.021 / +0.014.) The matched cost per image falls from about 7.2-7.9 to -3.1 to -3.4
+over training. Quick takes 33.5 s of user CPU for the whole ``paperlab run detr-shapes`` on the
+2-core development machine at load average 3.4 (about 1.2x slower per step than idle; four
+trainings of 150 steps, the rest start-up, imports and the figure).
 
 A cheaper plan was piloted to fit the tour's 30 s (batch 40, 6 queries, d_model 48; new
 thresholds from seed 100: AP50 >= 0.10, the others unchanged). It ran in 30.1 s under load but
