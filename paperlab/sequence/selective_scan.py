@@ -282,10 +282,11 @@ def selective_scan_chunked(
     their decays in cache leave too few numbers per step to pay for the Python steps.
 
     Where the time goes (issue 10 §2: batch 1, dim 128, N 16, float32, L = 4096, C = 64,
-    1 thread, process time, min of 25): ~14 ms a call against ~165-185 ms for the loop, a
-    ratio of 0.08-0.10. One step on a (1, 64, 16, 128) state costs exponent 13 us, exp2
-    33 us, decay and input 28 us; the 127 steps of both passes ~9.5 ms, the read-outs ~1 ms,
-    softplus, the two transposes in and one out, D and the gate ~3 ms, dispatch ~2 ms (a
+    1 thread, process time on a shared 2-core machine): 13-17 ms a call against 120-185 ms
+    for the loop, a ratio of 0.08-0.11 from run to run (both move with the machine's load;
+    the benchmark's wall-clock medians read 0.08-0.11 too). One step on a (1, 64, 16, 128)
+    state costs exponent 13 us, exp2 21-33 us, decay and input 28 us; the 127 steps of both
+    passes ~9.5 ms, the read-outs ~1 ms, softplus, the two transposes in and one out, D and the gate ~3 ms, dispatch ~2 ms (a
     dim 1, N 1 call takes 2.3 ms). The exp2 of every state and step is done twice (local and
     output pass); that is the floor of this design in eager torch. Also measured and
     rejected: decays kept per block of chunks and reused by the block's output pass while in
