@@ -281,24 +281,24 @@ def selective_scan_chunked(
     memory traffic costing more than the exp2 it saves; blocks of chunks small enough to keep
     their decays in cache leave too few numbers per step to pay for the Python steps.
 
-    Where the time goes (issue 10 §2: batch 1, dim 128, N 16, float32, L = 4096, C = 64,
-    1 thread, process time on a shared 2-core machine): 13-17 ms a call against 120-185 ms
-    for the loop, a ratio of 0.08-0.11 from run to run (both move with the machine's load;
-    the benchmark's wall-clock medians read 0.08-0.11 too). One step on a (1, 64, 16, 128)
-    state costs exponent 13 us, exp2 21-33 us, decay and input 28 us; the 127 steps of both
-    passes ~9.5 ms, the read-outs ~1 ms, softplus, the two transposes in and one out, D and the gate ~3 ms, dispatch ~2 ms (a
-    dim 1, N 1 call takes 2.3 ms). The exp2 of every state and step is done twice (local and
-    output pass); that is the floor of this design in eager torch. Also measured and
-    rejected: decays kept per block of chunks and reused by the block's output pass while in
-    L3 (C = 8, 16, 32 with 128, 64, 32 chunks a block, an 8 MB store): 0-10% slower (the
-    store's traffic and the longer chunk scan cost what the exp2 saves); chunk sizes 32 and
-    128 again (64 best); a faster transpose than ``copy_`` (row or column blocks, numpy):
-    1.3-4x slower. Not built, since it saves nothing on paper: reading out
-    ``<C_t, h_loc_t>`` in the local pass and adding ``<C_t, exp(A cs_t) s_k>`` in a
-    recurrence-free output pass (one state update fewer, one read-out more). In this CPU
-    build only exp2, sigmoid and log among the unary ops are fast: exp is 4x exp2;
-    log1p, softplus, logsigmoid and logaddexp ~12x log; pow 10x exp2, which rules out the
-    log1p, softplus and pow forms. Inlining the hot loops on the no-grad path gave 2-5%.
+    Where the time goes (issue 10 §2: batch 1, dim 128, N 16, float32, L = 4096, C = 64, 1
+    thread, process time on a shared 2-core machine): 13-17 ms a call against 120-185 ms for the
+    loop, a ratio of 0.08-0.11 from run to run (both move with the machine's load; the
+    benchmark's wall-clock medians read 0.08-0.11 too). One step on a (1, 64, 16, 128) state
+    costs exponent 13 us, exp2 21-33 us, decay and input 28 us; the 127 steps of both passes
+    ~9.5 ms, the read-outs ~1 ms, softplus, the two transposes in and one out, D and the gate ~3
+    ms, dispatch ~2 ms (a dim 1, N 1 call takes 2.3 ms). The exp2 of every state and step is
+    done twice (local and output pass); that is the floor of this design in eager torch. Also
+    measured and rejected: decays kept per block of chunks and reused by the block's output pass
+    while in L3 (C = 8, 16, 32 with 128, 64, 32 chunks a block, an 8 MB store): 0-10% slower
+    (the store's traffic and the longer chunk scan cost what the exp2 saves); chunk sizes 32 and
+    128 again (64 best); a faster transpose than ``copy_`` (row or column blocks, numpy): 1.3-4x
+    slower. Not built, since it saves nothing on paper: reading out ``<C_t, h_loc_t>`` in the
+    local pass and adding ``<C_t, exp(A cs_t) s_k>`` in a recurrence-free output pass (one state
+    update fewer, one read-out more). In this CPU build only exp2, sigmoid and log among the
+    unary ops are fast: exp is 4x exp2; log1p, softplus, logsigmoid and logaddexp ~12x log; pow
+    10x exp2, which rules out the log1p, softplus and pow forms. Inlining the hot loops on the
+    no-grad path gave 2-5%.
     """
     check_scan_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)
     if chunk_size is not None and (
