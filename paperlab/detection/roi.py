@@ -186,7 +186,8 @@ def _unsort(pieces: list[Tensor], order: list[Tensor]) -> Tensor:
 
 def _align_axis(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, samples: int,
                 size: int) -> tuple[Tensor, Tensor]:
-    """Row (or column) indices and weights ``(K, pooled, samples, 2)`` of every sample point.
+    """Row (or column) indices and weights ``(pooled, samples, 2, K)`` of every sample point,
+    boxes last (so that the broadcasts below run along a long contiguous axis).
 
     Sample ``i`` of bin ``p`` sits at ``start + p * bin + (i + 0.5) * bin / grid`` (the float
     operations of torchvision's kernel). Points past ``grid`` (padding) or more than one cell
@@ -194,20 +195,18 @@ def _align_axis(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, samp
     between their two neighbouring cells.
     """
     dt = start.dtype
-    p = torch.arange(pooled, device=start.device, dtype=dt)[None, :, None]
-    i = torch.arange(samples, device=start.device)
-    coord = (start[:, None, None] + p * bin_size[:, None, None]) + (
-        (i.to(dt) + 0.5)[None, None, :] * bin_size[:, None, None]
-        / grid.clamp(min=1).to(dt)[:, None, None])
-    ok = (coord >= -1.0) & (coord <= size) & (i[None, None, :] < grid[:, None, None])
+    p = torch.arange(pooled, device=start.device, dtype=dt)[:, None, None]
+    i = torch.arange(samples, device=start.device)[None, :, None]
+    coord = (start + p * bin_size) + ((i.to(dt) + 0.5) * bin_size / grid.clamp(min=1).to(dt))
+    ok = (coord >= -1.0) & (coord <= size) & (i < grid)
     coord = torch.where(ok, coord, 0).clamp(min=0)
     low = coord.long()
     edge = low >= size - 1
     low = torch.where(edge, size - 1, low)
     high = torch.where(edge, low, low + 1)
     frac = torch.where(edge, 0, coord - low.to(dt))
-    weights = torch.stack((1 - frac, frac), dim=-1) * ok[..., None]
-    return torch.stack((low, high), dim=-1), weights
+    weights = torch.stack((1 - frac, frac), dim=2) * ok[:, :, None]
+    return torch.stack((low, high), dim=2), weights
 
 
 def roi_align(input: Tensor, boxes: Tensor | Sequence[Tensor], output_size: int | Sequence[int],
@@ -223,10 +222,17 @@ def roi_align(input: Tensor, boxes: Tensor | Sequence[Tensor], output_size: int 
     if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
         raise ArgumentTypeError(f"sampling_ratio must be an int, got {sampling_ratio!r}")
     rois = boxes_to_rois(boxes, input.dtype)
+    return _roi_align(input, rois, ph, pw, spatial_scale, sampling_ratio,
+                      aligned).permute(0, 3, 1, 2).contiguous()
+
+
+def _roi_align(input: Tensor, rois: Tensor, ph: int, pw: int, spatial_scale: float,
+               sampling_ratio: int, aligned: bool) -> Tensor:
+    """:func:`roi_align` on checked arguments, channels last: ``(K, ph, pw, C)``."""
     n, c, height, width = input.shape
     k = rois.shape[0]
     if k == 0 or c == 0:
-        return input.new_zeros(k, c, ph, pw)
+        return input.new_zeros(k, ph, pw, c)
     dt = rois.dtype
     scale = torch.tensor(spatial_scale, dtype=dt, device=rois.device)
     offset = torch.tensor(0.5 if aligned else 0.0, dtype=dt, device=rois.device)
@@ -242,23 +248,38 @@ def roi_align(input: Tensor, boxes: Tensor | Sequence[Tensor], output_size: int 
         grid_h, grid_w = torch.ceil(roi_h / ph).long(), torch.ceil(roi_w / pw).long()
     count = (grid_h * grid_w).clamp(min=1).to(dt)
     flat = input.permute(0, 2, 3, 1).reshape(n * height * width, c)
-    base = rois[:, 0].long() * (height * width)
-    pieces, order = [], []
-    for idx in _chunks(grid_h.clamp(min=1) * grid_w.clamp(min=1), 4 * ph * pw):
+    # every cell of a bag is read, zero weights included (as torchvision's kernel reads the
+    # 2 x 2 neighbours of a point, whatever their weights): fixed-size bags, no masking; only
+    # where the map holds inf or NaN the zero-weight cells are dropped (0 * inf = NaN)
+    finite = bool(torch.isfinite(input.sum()))  # (a finite sum that overflows: masked too)
+    cell_dtype = torch.int32 if n * height * width < 2**31 else torch.int64
+    base = (rois[:, 0].long() * (height * width)).to(cell_dtype)
+    out = input.new_empty(k, ph, pw, c)
+    chunks = _chunks(grid_h.clamp(min=1) * grid_w.clamp(min=1), 4 * ph * pw)
+    for idx in chunks:
         gh, gw = max(1, int(grid_h[idx].max())), max(1, int(grid_w[idx].max()))
         rows, wy = _align_axis(y1[idx], bin_h[idx], grid_h[idx], ph, gh, height)
         cols, wx = _align_axis(x1[idx], bin_w[idx], grid_w[idx], pw, gw, width)
-        # bag (k, a, b): the 2 x 2 neighbours of its gh x gw points, weight wy * wx / count
-        cell = (base[idx][:, None, None, None, None, None, None]
-                + rows[:, :, None, :, None, :, None] * width + cols[:, None, :, None, :, None, :])
-        weight = (wy[:, :, None, :, None, :, None] * wx[:, None, :, None, :, None, :]
-                  / count[idx][:, None, None, None, None, None, None]).to(input.dtype)
+        # bag (k, a, b): the 2 x 2 neighbours of its gh x gw points, weight wy * wx / count,
+        # in (y sample, x sample, y neighbour, x neighbour) order; built boxes last, then
+        # transposed to one bag per row
+        rows = rows.to(cell_dtype).mul_(width).add_(base[idx])
+        cell = (rows[:, None, :, None, :, None] + cols.to(cell_dtype)[None, :, None, :, None, :])
+        wy = (wy / count[idx]).to(input.dtype)
+        weight = wy[:, None, :, None, :, None] * wx.to(input.dtype)[None, :, None, :, None, :]
         size = gh * gw * 4
-        weight = weight.reshape(-1, size)
-        pooled = _bags(cell.reshape(-1, size), weight != 0, weight, flat, "sum")
-        pieces.append(pooled.reshape(len(idx), ph, pw, c).permute(0, 3, 1, 2))
-        order.append(idx)
-    return _unsort(pieces, order)
+        cell = cell.permute(6, 0, 1, 2, 3, 4, 5).reshape(-1, size)
+        weight = weight.permute(6, 0, 1, 2, 3, 4, 5).reshape(-1, size)
+        if finite:
+            pooled = nn.functional.embedding_bag(cell, flat, mode="sum",
+                                                 per_sample_weights=weight)
+        else:
+            pooled = _bags(cell.long(), weight != 0, weight, flat, "sum")
+        pooled = pooled.reshape(len(idx), ph, pw, c)
+        if len(chunks) == 1 and sampling_ratio > 0:  # one chunk, boxes in order (equal grids)
+            return pooled
+        out.index_copy_(0, idx, pooled)  # autograd records it
+    return out
 
 
 class RoIPool(nn.Module):
@@ -356,10 +377,11 @@ class MultiScaleRoIAlign(nn.Module):
                              self.sampling_ratio)
         levels = fpn_levels(boxes, self.k_min, self.k_max, self.canonical_scale,
                             self.canonical_level)
-        pieces, order = [], []
+        ph, pw = self.output_size
+        out = features[0].new_empty(len(rois), features[0].shape[1], ph, pw)
         for level, (feature, scale) in enumerate(zip(features, self.scales)):
             idx = torch.where(levels == level)[0]
-            pieces.append(roi_align(feature, rois[idx], self.output_size, scale,
-                                    self.sampling_ratio))
-            order.append(idx)
-        return _unsort(pieces, order)
+            pooled = _roi_align(feature, rois[idx].to(feature.dtype), ph, pw, scale,
+                                self.sampling_ratio, False)
+            out.permute(0, 2, 3, 1).index_copy_(0, idx, pooled)  # autograd records it
+        return out
