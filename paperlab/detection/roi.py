@@ -28,8 +28,13 @@ cell indices and weights of every bin and sample, form the bags by broadcasting,
 them with ``embedding_bag`` over a channels-last ``(N*H*W, C)`` view of the input: one kernel
 that reads each cell of each bag and reduces it, without materialising the gathered
 ``(bags, cells, C)`` tensor. Boxes with different adaptive grids are sorted by grid size and
-taken in chunks padded to the chunk's largest grid (the padding is dropped from the bags), which
-also bounds memory. For RoI pool, ``embedding_bag`` also gives each bag's first maximum in
+taken in chunks padded to the chunk's largest grid, which also bounds memory. RoI align's
+bags have a fixed size (padding and points outside the map weigh 0, which changes no sum of
+finite numbers; only a map holding inf or NaN has its zero-weight cells dropped), and their
+indices and weights are broadcast with the boxes on the last, contiguous axis, then
+transposed to one bag per row (broadcasting onto short trailing axes is several times
+slower); one chunk of boxes in order (a fixed ``sampling_ratio``) is the output as it is. For
+RoI pool, ``embedding_bag`` also gives each bag's first maximum in
 row-major order (the cell torchvision's kernel picks), and the output is gathered from those
 cells, so the gradient goes to the same cells; boxes get no gradient, as in torchvision.
 

@@ -61,7 +61,7 @@ def bench_detection(ctx: BenchContext) -> list[BenchRow]:
     ref = "torchvision.ops (C++/CUDA kernel)"
 
     for kind, make in (("clustered", clustered_boxes), ("scattered", _scattered_boxes)):
-        for n in ([1000, 4000] if ctx.quick else [300, 1000, 4000, 12000]):
+        for n in ([1000, 4000] if ctx.quick else [100, 300, 1000, 4000, 12000]):
             boxes, scores = make(n, g).to(dev), torch.rand(n, generator=g).to(dev)
             kept = len(tv.nms(boxes, scores, 0.5))
             rows.append(compare(ctx, f"nms IoU 0.5, {kind} boxes", f"N={n}",
