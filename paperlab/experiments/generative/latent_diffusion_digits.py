@@ -31,8 +31,12 @@ Measured:
   ``sample_steps`` strided steps and at all T steps (quick: T = 100; full: T = 1000);
 - compute per sample (counted FLOPs, ``paperlab.flops``): the latent model's UNet forward on
   a guided (doubled) batch x steps + one decoder pass, against the same UNet run in pixel space
-  (8 x 8 x 1 in and out) x steps. Counted, not a claim (it follows from the shapes); no pixel
-  model is trained here, so "at equal quality" is not measured.
+  (8 x 8 x 1 in and out) x steps. Counted, not a claim (it follows from the shapes);
+- the pixel-space control (full and smoke plans, ``plan["pixel"]``; it does not fit quick's
+  budget): ``train_pixel`` trains the latent model's UNet config on the 8 x 8 x 1 images
+  themselves (same class embedding, schedule, condition dropping, steps, batch, lr), judged the
+  same way (DDIM ``sample_steps``, w = ``GUIDANCE``); its quality sits beside its FLOPs per
+  sample in the metrics (``pixel_space``): a metric, not a claim.
 
 Claims, over ``ctx.seeds(3)``:
 
@@ -231,12 +235,56 @@ def quality(judge: torch.nn.Module, images01: torch.Tensor, asked: torch.Tensor,
             "logp": float(logp.mean()), "fd": frechet_distance(logits, reference)}
 
 
-def compute_per_sample(model: Any, steps: int) -> dict[str, float]:
-    """Counted FLOPs per sample: latent (guided UNet x steps + decode) vs pixel-space UNet."""
+def pixel_unet(model: Any) -> Any:
+    """A fresh UNet of ``model``'s latent UNet's config, but on the image's channels (pixels)."""
     import copy
 
-    from paperlab.flops import count_flops
     from paperlab.generative.unet import UNet
+
+    pcfg = copy.copy(model.unet.config)
+    pcfg.in_channels = pcfg.out_channels = model.image_shape[0]
+    return UNet(pcfg)
+
+
+def train_pixel(seed: int, model: Any, images: torch.Tensor, labels: torch.Tensor,
+                plan: dict) -> Any:
+    """The pixel-space control: the latent model's UNet config on the images themselves
+    (8 x 8 x 1, in [-1, 1]), the same class embedding, schedule, condition dropping, steps,
+    batch and lr; returns (sample(labels, steps, w, x_T, generator) -> images, the model)."""
+    from paperlab.generative.latent_diffusion import ClassEmbedding
+    from paperlab.generative.samplers import DDIMSampler, ddpm_loss, drop_condition, guided_output
+
+    torch.manual_seed(seed + 1000)
+    g = torch.Generator().manual_seed(seed + 1000)
+    unet = pixel_unet(model)
+    cond = ClassEmbedding(10, unet.config.cross_attention_dim)
+    schedule, p_drop = model.schedule, model.cond_drop_prob
+    params = list(unet.parameters()) + list(cond.parameters())
+    opt = torch.optim.Adam(params, lr=plan["lr"], fused=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, plan["steps"])
+    for idx in _batches(len(images), plan["batch"], plan["steps"], seed + 1001):
+        y = drop_condition(labels[idx], cond.null(), p_drop, g)
+        loss = ddpm_loss(unet, images[idx], schedule, generator=g, context=cond(y))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    unet.eval()
+
+    @torch.no_grad()
+    def sample(asked: torch.Tensor, steps: int, w: float, x_T: torch.Tensor,
+               generator: torch.Generator) -> torch.Tensor:
+        def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return guided_output(lambda x, t, c: unet(x, t, cond(c)), x, t, asked, cond.null(), w)
+
+        return DDIMSampler(schedule, steps).sample(eps, x_T, generator=generator).clamp(-1, 1)
+
+    return sample, unet
+
+
+def compute_per_sample(model: Any, steps: int) -> dict[str, float]:
+    """Counted FLOPs per sample: latent (guided UNet x steps + decode) vs pixel-space UNet."""
+    from paperlab.flops import count_flops
 
     c, h, w = model.latent_shape
     z = torch.zeros(2, c, h, w)
@@ -245,11 +293,9 @@ def compute_per_sample(model: Any, steps: int) -> dict[str, float]:
     with torch.no_grad():
         unet_latent, _ = count_flops(lambda: model.unet(z, t, ctx))  # a guided step: 2 rows
         decode, _ = count_flops(lambda: model.autoencoder.decode(z[:1]))
-        pcfg = copy.copy(model.unet.config)
-        pcfg.in_channels = pcfg.out_channels = model.image_shape[0]
-        pixel_unet = UNet(pcfg)
+        pixel = pixel_unet(model)
         x = torch.zeros(2, *model.image_shape)
-        unet_pixel, _ = count_flops(lambda: pixel_unet(x, t, ctx))
+        unet_pixel, _ = count_flops(lambda: pixel(x, t, ctx))
     latent = steps * unet_latent + decode
     pixel = steps * unet_pixel
     return {"latent_flops": float(latent), "pixel_flops": float(pixel),
@@ -288,6 +334,14 @@ def run_seed(seed: int, plan: dict, ae: Any, images: torch.Tensor, labels: torch
         out["steps"][name] = quality(judge, x, asked, reference)
     out["grids"] = grids
     out["compute"] = compute_per_sample(model, plan["sample_steps"])
+    if plan["pixel"]:  # the same UNet in pixel space, trained and judged the same way
+        t1 = _cpu()
+        sample, _ = train_pixel(seed, model, images * 2 - 1, labels, plan)
+        x_T = torch.randn((len(asked), *model.image_shape),
+                          generator=torch.Generator().manual_seed(seed + 7))
+        x = (sample(asked, k, GUIDANCE, x_T, torch.Generator().manual_seed(seed + 11)) + 1) / 2
+        out["pixel"] = {**quality(judge, x, asked, reference), "diversity": diversity(x, asked),
+                        "train_cpu_s": _cpu() - t1}
     out["cpu_s"] = _cpu() - t0
     return out
 
@@ -308,15 +362,16 @@ def latent_diffusion_digits(ctx: Context) -> Result:
     plan = ctx.pick(
         smoke=dict(T=20, beta="squaredcos_cap_v2", ae_steps=3, steps=3, batch=32, per_class=2,
                    judge_steps=20, lr=5e-3, unet_channels=(16,), unet_levels=("plain",),
-                   scales=(0.0, 1.0, GUIDANCE), sample_steps=2, ddim_steps=(1, 2)),
+                   scales=(0.0, 1.0, GUIDANCE), sample_steps=2, ddim_steps=(1, 2),
+                   pixel=True),
         quick=dict(T=100, beta="squaredcos_cap_v2", ae_steps=120, steps=260, batch=64,
                    per_class=10, judge_steps=300, lr=1e-2, unet_channels=(16,),
                    unet_levels=("plain",), scales=(0.0, 1.0, 2.0, GUIDANCE), sample_steps=10,
-                   ddim_steps=(1, 2, 10)),
+                   ddim_steps=(1, 2, 10), pixel=False),
         full=dict(T=1000, beta="squaredcos_cap_v2", ae_steps=300, steps=1000, batch=64,
                   per_class=20, judge_steps=600, lr=3e-3, unet_channels=(32,),
                   unet_levels=("cross",), scales=(0.0, 1.0, 2.0, GUIDANCE, 8.0),
-                  sample_steps=10, ddim_steps=(1, 2, 10, 25, 50)),
+                  sample_steps=10, ddim_steps=(1, 2, 10, 25, 50), pixel=True),
     )
     seeds = ctx.seeds(3) if ctx.size != "smoke" else [ctx.seed]
     train, test = digits_split(seed=0)
@@ -399,13 +454,13 @@ def latent_diffusion_digits(ctx: Context) -> Result:
     ctx.savefig(fig, "latent_diffusion_guidance")
 
     names = list(first["steps"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"wspace": 0.3})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"wspace": 0.3})
     for key, ax, label in [("fd", axes[0], "Frechet distance (judge logits) to test digits"),
                            ("accuracy", axes[1], "judge accuracy (asked class)")]:
         for r in runs:
             ax.plot(range(len(names)), [r["steps"][n][key] for n in names], "o-", color="C0",
                     alpha=0.7)
-        ax.set_xticks(range(len(names)), names)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_ylabel(label)
     axes[0].set_yscale("log")
     fig.suptitle(f"sampler steps at w = {GUIDANCE:g} (T = {T} training timesteps), all seeds")
@@ -433,6 +488,7 @@ def latent_diffusion_digits(ctx: Context) -> Result:
         "sweep": [{str(w): r["sweep"][w] for w in scales} for r in runs],
         "steps_quality": [r["steps"] for r in runs],
         "compute_per_sample": compute,
+        "pixel_space": [r["pixel"] for r in runs] if plan["pixel"] else None,
         "train_timesteps": T,
         "train_cpu_s_per_seed": [r["train_cpu_s"] for r in runs],
         "cpu_s_per_seed": [r["cpu_s"] for r in runs],
