@@ -342,7 +342,9 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, *, block: int = 256
     _check_nms(boxes, scores, iou_threshold)
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    coords, order = _sorted_coords(boxes.detach(), scores.detach())
+    if boxes.requires_grad or scores.requires_grad:  # (out= takes no autograd inputs)
+        boxes, scores = boxes.detach(), scores.detach()
+    coords, order = _sorted_coords(boxes, scores)
     return _nms_sorted(coords, order, float(iou_threshold), block)
 
 

@@ -29,8 +29,8 @@ them with ``embedding_bag`` over a channels-last ``(N*H*W, C)`` view of the inpu
 that reads each cell of each bag and reduces it, without materialising the gathered
 ``(bags, cells, C)`` tensor. Boxes with different adaptive grids are sorted by grid size and
 taken in chunks padded to the chunk's largest grid, which also bounds memory. RoI align's
-bags have a fixed size (padding and points outside the map weigh 0, which changes no sum of
-finite numbers; only a map holding inf or NaN has its zero-weight cells dropped), and their
+bags have a fixed size (padding and points outside the map read cell 0 with weight 0, as
+torchvision's kernel reads a point outside: a NaN there reaches those bins in both), and their
 indices and weights are broadcast with the boxes on the last, contiguous axis, then
 transposed to one bag per row (broadcasting onto short trailing axes is several times
 slower); one chunk of boxes in order (a fixed ``sampling_ratio``) is the output as it is. For
@@ -106,22 +106,18 @@ def _chunks(cost: Tensor, per_unit: int) -> list[Tensor]:
     return out
 
 
-def _bags(index: Tensor, keep: Tensor, weights: Tensor | None, flat: Tensor,
-          mode: str) -> Tensor:
-    """Pool bags of cells of a channels-last ``(N*H*W, C)`` map: ``index`` ``(bags, L)`` cell
-    numbers, ``keep`` ``(bags, L)`` which of them belong to the bag, ``weights`` their weights
-    (``mode="sum"``) or ``None`` (``mode="max"``; an empty bag gives 0). Returns ``(bags, C)``.
+def _max_bags(index: Tensor, keep: Tensor, flat: Tensor) -> Tensor:
+    """Max-pool bags of cells of a channels-last ``(N*H*W, C)`` map: ``index`` ``(bags, L)``
+    cell numbers, ``keep`` ``(bags, L)`` which of them belong to the bag (an empty bag gives
+    0). Returns ``(bags, C)``.
 
     ``embedding_bag`` reads the cells and reduces them without materialising the gathered
-    ``(bags, L, C)`` tensor. For the max it also returns, per bag and channel, the cell of the
-    bag's first maximum; the output is then gathered from those cells, so the gradient goes to
-    exactly them (one scatter-add).
+    ``(bags, L, C)`` tensor, and returns, per bag and channel, the cell of the bag's first
+    maximum; the output is then gathered from those cells, so the gradient goes to exactly
+    them (one scatter-add).
     """
     counts = keep.sum(1)
     offsets = torch.cumsum(counts, 0) - counts
-    if mode == "sum":
-        return nn.functional.embedding_bag(index[keep], flat, offsets, mode="sum",
-                                           per_sample_weights=weights[keep])
     with torch.no_grad():
         _, _, size, argmax = torch.embedding_bag(flat, index[keep], offsets, False, 2)
     return torch.where((size > 0)[:, None], flat.gather(0, argmax), 0.0)
@@ -173,7 +169,7 @@ def roi_pool(input: Tensor, boxes: Tensor | Sequence[Tensor], output_size: int |
         cell = (base[idx][:, None, None, None, None] + rows[:, :, None, :, None] * width
                 + cols[:, None, :, None, :])
         keep = row_ok[:, :, None, :, None] & col_ok[:, None, :, None, :]
-        pooled = _bags(cell.reshape(-1, gh * gw), keep.reshape(-1, gh * gw), None, flat, "max")
+        pooled = _max_bags(cell.reshape(-1, gh * gw), keep.reshape(-1, gh * gw), flat)
         pieces.append(pooled.reshape(len(idx), ph, pw, c).permute(0, 3, 1, 2))
         order.append(idx)
     return _unsort(pieces, order)
@@ -208,7 +204,7 @@ def _align_axis(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, samp
     low = coord.long()
     edge = low >= size - 1
     low = torch.where(edge, size - 1, low)
-    high = torch.where(edge, low, low + 1)
+    high = torch.where(edge | ~ok, low, low + 1)  # a point outside reads cell 0 (weight 0)
     frac = torch.where(edge, 0, coord - low.to(dt))
     weights = torch.stack((1 - frac, frac), dim=2) * ok[:, :, None]
     return torch.stack((low, high), dim=2), weights
@@ -253,10 +249,8 @@ def _roi_align(input: Tensor, rois: Tensor, ph: int, pw: int, spatial_scale: flo
         grid_h, grid_w = torch.ceil(roi_h / ph).long(), torch.ceil(roi_w / pw).long()
     count = (grid_h * grid_w).clamp(min=1).to(dt)
     flat = input.permute(0, 2, 3, 1).reshape(n * height * width, c)
-    # every cell of a bag is read, zero weights included (as torchvision's kernel reads the
-    # 2 x 2 neighbours of a point, whatever their weights): fixed-size bags, no masking; only
-    # where the map holds inf or NaN the zero-weight cells are dropped (0 * inf = NaN)
-    finite = bool(torch.isfinite(input.sum()))  # (a finite sum that overflows: masked too)
+    # every cell of a bag is read, zero weights included, as torchvision's kernel reads the
+    # 2 x 2 neighbours of a point whatever their weights and cell 0 for a point outside
     cell_dtype = torch.int32 if n * height * width < 2**31 else torch.int64
     base = (rois[:, 0].long() * (height * width)).to(cell_dtype)
     out = input.new_empty(k, ph, pw, c)
@@ -275,11 +269,7 @@ def _roi_align(input: Tensor, rois: Tensor, ph: int, pw: int, spatial_scale: flo
         size = gh * gw * 4
         cell = cell.permute(6, 0, 1, 2, 3, 4, 5).reshape(-1, size)
         weight = weight.permute(6, 0, 1, 2, 3, 4, 5).reshape(-1, size)
-        if finite:
-            pooled = nn.functional.embedding_bag(cell, flat, mode="sum",
-                                                 per_sample_weights=weight)
-        else:
-            pooled = _bags(cell.long(), weight != 0, weight, flat, "sum")
+        pooled = nn.functional.embedding_bag(cell, flat, mode="sum", per_sample_weights=weight)
         pooled = pooled.reshape(len(idx), ph, pw, c)
         if len(chunks) == 1 and sampling_ratio > 0:  # one chunk, boxes in order (equal grids)
             return pooled

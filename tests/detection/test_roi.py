@@ -127,6 +127,24 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda t: R.roi_pool(t, rois, 2, 1.0), (x,))
 
 
+def test_roi_align_reads_non_finite_cells_as_torchvision():
+    """Zero-weight cells are read, as in torchvision's kernel (a point outside the map reads
+    cell 0 of its image with weight 0): NaN and inf reach the same bins in both."""
+    ops = _ops()
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 12, 14, generator=g)
+    x[1, :, 0, 0] = float("nan")
+    x[0, :, 11, 13] = float("inf")
+    x[0, 1, 5, 6] = float("nan")
+    rois = torch.tensor([[1, -30.0, -30, -12, -12], [1, 4.0, 3, 11, 9], [0, 2.0, 2, 8, 7],
+                         [0, 9.0, 8, 13.9, 11.9], [1, 0.0, 0, 3, 3]])
+    for aligned in (False, True):
+        ours = R.roi_align(x, rois, 3, 1.0, 2, aligned)
+        ref = ops.roi_align(x, rois, 3, 1.0, 2, aligned)
+        assert torch.equal(ours.isnan(), ref.isnan()) and torch.equal(ours.isinf(), ref.isinf())
+        assert torch.allclose(ours, ref, atol=1e-6, equal_nan=True)
+
+
 def test_multiscale_roi_align_equals_torchvision():
     ops = _ops()
     g = torch.Generator().manual_seed(5)
