@@ -50,7 +50,9 @@ Claims, over ``ctx.seeds(3)``:
 Quick plan (T = 100, autoencoder 120 steps, UNet 16 channels one plain level, 260 steps at
 batch 64, lr 1e-2 cosine-annealed, fused Adam, judge 300 steps, 10 samples per class, DDIM 10
 for the sweep): 26.5 s user CPU for ``paperlab run latent-diffusion-digits`` (seeds 0-2,
-imports and figures included; ~3.5 s of it is imports). Where the time goes (seed 0 run):
+imports and figures included; ~3.5 s of it is imports; 24.7-28.0 s in the pilots, 38.5 s
+when run beside a second busy process on the two shared cores, so the budget holds only on a
+quiet machine). Where the time goes (seed 0 run):
 judge 1.4 s, autoencoder 2.4 s, per seed 3.5-5.3 s of UNet training (~15-20 ms a step: the
 tiny model is per-op overhead bound, so a "plain" level, fused Adam and few steps are what
 buys steps) and ~1.3 s of sampling (the 100-step DDPM chain is most of it). The earlier quick
