@@ -27,16 +27,19 @@ vs CBOW, negative sampling vs hierarchical softmax, and with vs without subsampl
 wordsim353 Spearman and words/s, ours beside gensim's (min_count 3, 5 epochs). Without gensim
 the table is reported as skipped; the claims never depend on it (no wall clock in a verdict).
 
-Measured (quick, seeds 0-2, on the shared 2-core machine): skip-gram 0.984, 1.000, 1.000,
-CBOW 0.971, 0.984, 0.968; shuffled controls 0.000-0.003; about 18 s user time. The head500
+Measured (quick, seeds 0-2, on the shared 2-core machine): skip-gram 0.981, 0.984, 0.987,
+CBOW 0.958, 0.962, 0.984 (with the alias-table negatives; before it 0.984, 1.000, 1.000 and
+0.971, 0.984, 0.968); shuffled controls 0.000-0.003; about 13 s user time. The head500
 table (seed 0, ours / gensim Spearman), first version: sg-NS 0.356 / 0.326 (sample 1e-3),
 0.335 / 0.339 (no sample); sg-HS 0.440 / 0.520, 0.509 / 0.522; CBOW-NS 0.063 / 0.028, 0.064 /
 0.005; CBOW-HS 0.524 / 0.522, 0.428 / 0.532. With the cap on shared rows and the interleaved
 steps (``paperlab.language.word2vec_batch``), on the two hierarchical-softmax rows that fell
 behind: sg-HS sample 1e-3 0.548 / 0.520 (the gap closed); CBOW-HS without subsampling 0.450
 / 0.532 (still 0.08 behind; variants: steps of 1024 rows 0.428, a cap of 4 0.393, no cap with
-steps of about 340 centres 0.446: summed updates do not explain this gap). Ours ran at
-0.3-0.5x gensim's words/s (CPU time); at 0.2x with hierarchical softmax.
+steps of about 340 centres 0.446: summed updates do not explain this gap; over seeds 0-3
+ours 0.47 on average, gensim 0.54). Speed (``paperlab bench word2vec``, CPU-time words/s,
+one worker): skip-gram NS 1.18x gensim's, CBOW NS 0.67x, skip-gram HS 0.64x, CBOW HS 0.41x;
+with two workers (wall time) 0.02-0.23x.
 """
 
 from __future__ import annotations
