@@ -352,8 +352,11 @@ class LatentDiffusion(nn.Module):
             )
         return cond, cond.shape[0]
 
-    def sampler(self, steps: int, *, eta: float = 0.0, sampler: str = "ddim") -> Any:
-        """A DDIM (``eta``) or DDPM sampler over ``steps`` of the training timesteps."""
+    def sampler(
+        self, steps: int, *, eta: float = 0.0, sampler: str = "ddim", clip_sample: bool = False
+    ) -> Any:
+        """A DDIM (``eta``) or DDPM sampler over ``steps`` of the training timesteps, matching
+        the model's ``prediction_type``; ``clip_sample`` clamps each x_0 estimate."""
         T = self.schedule.num_train_timesteps
         check_int("steps", steps, minimum=1)
         if steps > T:
@@ -361,11 +364,13 @@ class LatentDiffusion(nn.Module):
                 f"steps must be <= the {T} timesteps the model was trained on, got {steps}"
             )
         if sampler == "ddim":
-            return DDIMSampler(self.schedule, steps, eta=eta, prediction_type=self.prediction_type)
+            return DDIMSampler(self.schedule, steps, eta=eta, clip_sample=clip_sample,
+                               prediction_type=self.prediction_type)
         if sampler == "ddpm":
             if eta not in (0, 0.0, 1, 1.0):
                 raise ArgumentError(f"eta applies to the DDIM sampler, got eta = {eta} for ddpm")
-            return DDPMSampler(self.schedule, steps, prediction_type=self.prediction_type)
+            return DDPMSampler(self.schedule, steps, clip_sample=clip_sample,
+                               prediction_type=self.prediction_type)
         raise ArgumentError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
 
     @torch.no_grad()
@@ -379,6 +384,7 @@ class LatentDiffusion(nn.Module):
         guidance_scale: float = 1.0,
         eta: float = 0.0,
         sampler: str = "ddim",
+        clip_sample: bool = False,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
         return_latents: bool = False,
@@ -400,7 +406,7 @@ class LatentDiffusion(nn.Module):
                     f"guidance_scale = {guidance_scale} needs a condition-free model, but this "
                     "one was trained without dropping the condition (cond_drop_prob = 0)"
                 )
-        chain = self.sampler(steps, eta=eta, sampler=sampler)
+        chain = self.sampler(steps, eta=eta, sampler=sampler, clip_sample=clip_sample)
         device = self.scaling_factor.device
         if latents is None:
             dev = generator.device if generator is not None else device

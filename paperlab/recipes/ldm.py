@@ -38,7 +38,7 @@ from torch.utils.data import TensorDataset
 from paperlab.errors import ArgumentError, ConfigError
 from paperlab.generative.autoencoder import AutoencoderConfig, AutoencoderKL, autoencoder_loss
 from paperlab.generative.latent_diffusion import ClassEmbedding, LatentDiffusion, PromptEncoder
-from paperlab.generative.schedules import NoiseSchedule
+from paperlab.generative.schedules import PREDICTION_TYPES, NoiseSchedule
 from paperlab.generative.unet import UNet, UNetConfig
 from paperlab.recipes.data_sources import check_fraction, report, to_grayscale
 from paperlab.registry import export_recipe
@@ -99,6 +99,7 @@ class LDMConfig(LDMAutoencoderConfig):
     cond_drop_prob: float = 0.2
     train_timesteps: int = 1000
     beta_schedule: str = "linear"
+    prediction_type: str = "epsilon"  # epsilon | v_prediction | sample: what the UNet predicts
     unet_channels: tuple[int, ...] = (32,)
     unet_levels: tuple[str, ...] = ("cross",)
     unet_groups: int = 8
@@ -118,6 +119,9 @@ class LDMConfig(LDMAutoencoderConfig):
                               "condition=prompt (or none)")
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ConfigError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, "
+                              f"got {self.prediction_type!r}")
         if self.autoencoder_steps < 1:
             raise ConfigError(f"autoencoder_steps must be >= 1, got {self.autoencoder_steps}")
 
@@ -207,7 +211,8 @@ def build_ldm(cfg: LDMConfig, autoencoder: AutoencoderKL, tokenizer: Any = None,
         )  # fmt: skip
     schedule = NoiseSchedule(cfg.train_timesteps, cfg.beta_schedule)
     return LatentDiffusion(autoencoder, unet, schedule, condition, image_size=cfg.image_size,
-                           cond_drop_prob=cfg.cond_drop_prob, tokenizer=tokenizer)
+                           cond_drop_prob=cfg.cond_drop_prob,
+                           prediction_type=cfg.prediction_type, tokenizer=tokenizer)
 
 
 # --- stage 1 -------------------------------------------------------------------------------

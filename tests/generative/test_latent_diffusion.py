@@ -144,3 +144,39 @@ def test_config_mismatch_is_a_config_error():
         LatentDiffusion(ae, UNet(UNetConfig(2, 2, (16,), ("cross",), cross_attention_dim=8,
                                             num_heads=2, norm_num_groups=4)),
                         NoiseSchedule(10), image_size=7)
+
+
+def test_v_prediction_trains_on_velocity_and_generates():
+    model = make("class")
+    model.prediction_type = "v_prediction"
+    seen = {}
+    original = model.schedule.training_target
+
+    def spy(x0, noise, t, prediction_type):
+        seen.update(x0=x0, noise=noise, t=t, kind=prediction_type)
+        seen["target"] = original(x0, noise, t, prediction_type)
+        return seen["target"]
+
+    model.schedule.training_target = spy
+    images = torch.rand(4, 1, 8, 8) * 2 - 1
+    loss = model.loss(images, torch.tensor([0, 1, 2, 3]), torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and seen["kind"] == "v_prediction"
+    ab = model.schedule.alphas_cumprod[seen["t"].cpu()].view(-1, 1, 1, 1).float()
+    want = ab.sqrt() * seen["noise"] - (1 - ab).sqrt() * seen["x0"]
+    torch.testing.assert_close(seen["target"], want)
+    for sampler in ("ddim", "ddpm"):
+        out = model.generate(labels=[1, 2], steps=20, sampler=sampler, clip_sample=True,
+                             guidance_scale=2.0, generator=torch.Generator().manual_seed(1))
+        assert out.shape == (2, 1, 8, 8) and torch.isfinite(out).all()
+    assert model.sampler(5).prediction_type == "v_prediction"
+    with pytest.raises(ConfigError, match="prediction_type"):
+        LatentDiffusion(model.autoencoder, model.unet, model.schedule, None,
+                        prediction_type="velocity")
+    from paperlab.recipes.ldm import LDMConfig, build_ldm
+
+    cfg = LDMConfig(condition="class", prediction_type="v_prediction", unet_channels=(16,),
+                    unet_groups=4, context_dim=8, train_timesteps=20)
+    cfg.validate()
+    assert build_ldm(cfg, model.autoencoder).prediction_type == "v_prediction"
+    with pytest.raises(ConfigError, match="prediction_type"):
+        LDMConfig(prediction_type="velocity").validate()
