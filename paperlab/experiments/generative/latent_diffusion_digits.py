@@ -128,9 +128,10 @@ t = 90 and stay at std ~1. With the linear schedule on the same plan (which at T
 reaches noise: alpha_bar_T = 0.36) DDPM 100 is the best chain (FD 23 at w = 4 against DDIM
 10's 41, DDIM 100's 38). So claim 3 holds against a reference that the schedule's last step
 breaks: it is NOT evidence that "DDIM needs a tenth of the steps". Fixes, for a later run:
-v-prediction (``LatentDiffusion`` has ``prediction_type``; ``LDMConfig``/``build_ldm`` would
-need to pass it), or x_0 clipping in ``generate`` (the samplers have ``clip_sample``, not
-exposed there), or a schedule whose alpha_bar_T is small but not ~0. Claim 3 therefore says
+v-prediction (``LDMConfig.prediction_type`` now reaches ``build_ldm``; not yet piloted
+here: every number above is from the epsilon-prediction plan), or x_0 clipping
+(``generate(clip_sample=True)``, clamps to [-1, 1]: coarse for unit-variance latents), or
+a schedule whose alpha_bar_T is small but not ~0. Claim 3 therefore says
 "10 DDIM steps beat this model's full DDPM chain", not "DDIM matches a good DDPM chain".
 
 Latent vs pixel space (full, metric): the pixel-space model with the same UNet config, steps
