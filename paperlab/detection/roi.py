@@ -33,10 +33,15 @@ bags have a fixed size (padding and points outside the map read cell 0 with weig
 torchvision's kernel reads a point outside: a NaN there reaches those bins in both), and their
 indices and weights are broadcast with the boxes on the last, contiguous axis, then
 transposed to one bag per row (broadcasting onto short trailing axes is several times
-slower); one chunk of boxes in order (a fixed ``sampling_ratio``) is the output as it is. For
-RoI pool, ``embedding_bag`` also gives each bag's first maximum in
-row-major order (the cell torchvision's kernel picks), and the output is gathered from those
-cells, so the gradient goes to the same cells; boxes get no gradient, as in torchvision.
+slower); one chunk of boxes in order (a fixed ``sampling_ratio``) is the output as it is.
+RoI pool groups its bins by exact size ``(bh, bw)`` and takes each group's maxima with
+``embedding_bag`` (bags of exactly ``bh * bw`` cells) or, for a group with many bins, with one
+stride-1 ``max_pool2d`` over the map read at the bins' corners; both give the first maximum
+in row-major order, the cell torchvision's kernel picks. A custom autograd function keeps
+those cells and scatter-adds the gradient to them, as torchvision's backward does. Boxes get
+no gradient, as in torchvision. RoI pool's result has channels-last strides (``reshape``,
+not ``view``, flattens it). Non-finite cells: torchvision skips NaN and gives a bin of
+``-inf`` ``-FLT_MAX``; we give ``-inf``, and NaN where the ``max_pool2d`` path reads one.
 
 Shapes: ``input (N, C, H, W)``; ``boxes`` a ``(K, 5)`` tensor ``(batch index, x1, y1, x2, y2)``
 or a list of N ``(L_i, 4)`` tensors; result ``(K, C, output_h, output_w)``. Anchor:
@@ -106,23 +111,6 @@ def _chunks(cost: Tensor, per_unit: int) -> list[Tensor]:
     return out
 
 
-def _max_bags(index: Tensor, keep: Tensor, flat: Tensor) -> Tensor:
-    """Max-pool bags of cells of a channels-last ``(N*H*W, C)`` map: ``index`` ``(bags, L)``
-    cell numbers, ``keep`` ``(bags, L)`` which of them belong to the bag (an empty bag gives
-    0). Returns ``(bags, C)``.
-
-    ``embedding_bag`` reads the cells and reduces them without materialising the gathered
-    ``(bags, L, C)`` tensor, and returns, per bag and channel, the cell of the bag's first
-    maximum; the output is then gathered from those cells, so the gradient goes to exactly
-    them (one scatter-add).
-    """
-    counts = keep.sum(1)
-    offsets = torch.cumsum(counts, 0) - counts
-    with torch.no_grad():
-        _, _, size, argmax = torch.embedding_bag(flat, index[keep], offsets, False, 2)
-    return torch.where((size > 0)[:, None], flat.gather(0, argmax), 0.0)
-
-
 # ----------------------------------------------------------------------------- RoI pool
 
 
@@ -141,45 +129,97 @@ def _round_half_away(x: Tensor) -> Tensor:
     return torch.sign(x) * torch.floor(x.abs() + 0.5)
 
 
+# Measured CPU cost, one thread, per cell and channel: embedding_bag's max reads a cell of a
+# bag in ~2.5 ns; a stride-1 max_pool2d over the whole channels-last map costs ~0.5 ns per
+# cell of its window plus ~1.5 ns per map cell (both with the argmax).
+_BAG_NS, _POOL_NS, _POOL_BASE_NS = 2.5, 0.5, 1.5
+
+
 def roi_pool(input: Tensor, boxes: Tensor | Sequence[Tensor], output_size: int | Sequence[int],
              spatial_scale: float = 1.0) -> Tensor:
     """Max of each of ``output_size`` integer bins of each rounded box: ``(K, C, oh, ow)``."""
     _check_input(input)
     ph, pw = _pair("output_size", output_size)
     rois = boxes_to_rois(boxes, input.dtype)
-    n, c, height, width = input.shape
-    k = rois.shape[0]
+    k, c = rois.shape[0], input.shape[1]
     if k == 0 or c == 0:
         return input.new_zeros(k, c, ph, pw)
-    scale = torch.tensor(spatial_scale, dtype=rois.dtype, device=rois.device)
-    corner = _round_half_away(rois[:, 1:] * scale).long()
-    hlo, hhi = _pool_bins(corner[:, 1], corner[:, 3], ph, height, rois.dtype)
-    wlo, whi = _pool_bins(corner[:, 0], corner[:, 2], pw, width, rois.dtype)
-    lh = (hhi - hlo).clamp(min=0).amax(1)  # (K,) longest bin per box
-    lw = (whi - wlo).clamp(min=0).amax(1)
-    flat = input.permute(0, 2, 3, 1).reshape(n * height * width, c)
-    base = rois[:, 0].long() * (height * width)
-    pieces, order = [], []
-    for idx in _chunks(lh.clamp(min=1) * lw.clamp(min=1), ph * pw):
-        gh, gw = max(1, int(lh[idx].max())), max(1, int(lw[idx].max()))
-        rows = hlo[idx][:, :, None] + torch.arange(gh, device=input.device)  # (k, ph, gh)
-        cols = wlo[idx][:, :, None] + torch.arange(gw, device=input.device)  # (k, pw, gw)
-        row_ok, col_ok = rows < hhi[idx][:, :, None], cols < whi[idx][:, :, None]
-        # bag (k, a, b) holds cells (rows[k, a, i], cols[k, b, m]), row-major in (i, m)
-        cell = (base[idx][:, None, None, None, None] + rows[:, :, None, :, None] * width
-                + cols[:, None, :, None, :])
-        keep = row_ok[:, :, None, :, None] & col_ok[:, None, :, None, :]
-        pooled = _max_bags(cell.reshape(-1, gh * gw), keep.reshape(-1, gh * gw), flat)
-        pieces.append(pooled.reshape(len(idx), ph, pw, c).permute(0, 3, 1, 2))
-        order.append(idx)
-    return _unsort(pieces, order)
+    return _RoIPool.apply(input, rois, ph, pw, spatial_scale)
 
 
-def _unsort(pieces: list[Tensor], order: list[Tensor]) -> Tensor:
-    out, idx = torch.cat(pieces), torch.cat(order)
-    inverse = torch.empty_like(idx)
-    inverse[idx] = torch.arange(len(idx), device=idx.device)
-    return out[inverse]
+class _RoIPool(torch.autograd.Function):
+    """Forward: the bins' maxima and their cells; backward: one scatter-add to those cells.
+
+    Bins are grouped by their exact size ``(bh, bw)`` (a 7 x 7 pool of boxes of a few dozen
+    cells has a few dozen sizes). A group is reduced either by ``embedding_bag`` over bags of
+    exactly ``bh * bw`` cells (no padding), or, when it has many bins, by one stride-1
+    ``max_pool2d((bh, bw), return_indices=True)`` over the whole channels-last map, read at
+    the bins' top-left cells; whichever the cost model above finds cheaper. Both return the
+    first maximum in row-major order (a later cell must be strictly larger), as torchvision's
+    kernel. The argmax is kept as a channels-last cell number per output element (an empty
+    bin points at an extra zero row), and the backward adds the gradient there, as
+    torchvision's kernel does; this is much cheaper than autograd through a gather.
+    """
+
+    @staticmethod
+    def forward(ctx, input: Tensor, rois: Tensor, ph: int, pw: int,  # type: ignore[override]
+                spatial_scale: float) -> Tensor:
+        n, c, height, width = input.shape
+        k, dev = rois.shape[0], input.device
+        scale = torch.tensor(spatial_scale, dtype=rois.dtype, device=rois.device)
+        corner = _round_half_away(rois[:, 1:] * scale).long()
+        hlo, hhi = _pool_bins(corner[:, 1], corner[:, 3], ph, height, rois.dtype)
+        wlo, whi = _pool_bins(corner[:, 0], corner[:, 2], pw, width, rois.dtype)
+
+        def per_bin(t: Tensor) -> Tensor:  # (K, ph, 1) or (K, 1, pw) -> (K * ph * pw,)
+            return t.expand(k, ph, pw).reshape(-1)
+
+        bh, bw = per_bin((hhi - hlo)[:, :, None]), per_bin((whi - wlo)[:, None, :])
+        y0, x0 = per_bin(hlo[:, :, None]), per_bin(wlo[:, None, :])
+        batch = per_bin(rois[:, 0].long()[:, None, None])
+        plane, cells = height * width, n * height * width
+        size = torch.where((bh > 0) & (bw > 0), bh * (width + 1) + bw, 0)  # 0: empty bin
+        x = input.detach().contiguous(memory_format=torch.channels_last)
+        flat = x.permute(0, 2, 3, 1).reshape(cells, c)
+        out = input.new_zeros(k * ph * pw, c)
+        argmax = torch.full((k * ph * pw, c), cells, dtype=torch.long, device=dev)
+        sizes, group = torch.unique(size, return_inverse=True)
+        order = torch.argsort(group, stable=True)
+        start = 0
+        for key, count in zip(sizes.tolist(), torch.bincount(group).tolist()):
+            ids, start = order[start:start + count], start + count
+            if key == 0:
+                continue
+            kh, kw = divmod(key, width + 1)
+            top_left = batch[ids] * plane + y0[ids] * width + x0[ids]
+            if count * kh * kw * _BAG_NS < cells * (_POOL_NS * kh * kw + _POOL_BASE_NS):
+                rows = torch.arange(kh, device=dev)[:, None] * width
+                window = (rows + torch.arange(kw, device=dev)).reshape(-1)
+                bags = (top_left[:, None] + window).reshape(-1)
+                offsets = torch.arange(0, count * kh * kw, kh * kw, device=dev)
+                value, _, _, cell = torch.embedding_bag(flat, bags, offsets, False, 2)
+            else:
+                value, cell = nn.functional.max_pool2d(x, (kh, kw), 1, return_indices=True)
+                oh, ow = value.shape[2:]
+                at = (batch[ids] * oh + y0[ids]) * ow + x0[ids]
+                value = value.permute(0, 2, 3, 1).reshape(-1, c).index_select(0, at)
+                cell = cell.permute(0, 2, 3, 1).reshape(-1, c).index_select(0, at)
+                cell += (batch[ids] * plane)[:, None]  # a cell of the plane -> of the batch
+            out.index_copy_(0, ids, value)
+            argmax.index_copy_(0, ids, cell)
+        ctx.save_for_backward(argmax)
+        ctx.input_shape = input.shape
+        return out.view(k, ph, pw, c).permute(0, 3, 1, 2)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (argmax,) = ctx.saved_tensors
+        n, c, height, width = ctx.input_shape
+        flat = grad.new_zeros(n * height * width + 1, c)  # the last row takes empty bins
+        flat.scatter_add_(0, argmax, grad.permute(0, 2, 3, 1).reshape(-1, c))
+        grad_input = flat[:-1].view(n, height, width, c).permute(0, 3, 1, 2)
+        return grad_input, None, None, None, None
 
 
 # ----------------------------------------------------------------------------- RoI align

@@ -117,6 +117,18 @@ def test_adaptive_grids_in_several_chunks(monkeypatch):
     torch.testing.assert_close(R.roi_pool(x, rois, 3), whole_pool, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("bag_ns", [0.0, 1e9])  # every size group by embedding_bag / max_pool2d
+def test_roi_pool_both_reductions_equal_torchvision(monkeypatch, bag_ns):
+    ops = _ops()
+    monkeypatch.setattr(R, "_BAG_NS", bag_ns)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 16, 20, generator=g).round(decimals=1).requires_grad_()  # ties
+    rois = _rois(40, g)
+    assert_parity(lambda t: R.roi_pool(t, rois, (3, 4), 0.5),
+                  lambda t: ops.roi_pool(t, rois, (3, 4), 0.5), [x], atol=0, rtol=0,
+                  grad_atol=1e-6, grad_rtol=0)
+
+
 def test_gradcheck_float64():
     g = torch.Generator().manual_seed(4)
     x = torch.randn(1, 2, 7, 8, generator=g, dtype=torch.float64, requires_grad=True)
