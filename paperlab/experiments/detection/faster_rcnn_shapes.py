@@ -34,8 +34,8 @@ Recorded (quick, 100 steps, seeds 0, 1, 2): AP50 0.330, 0.391, 0.346 (control 0.
 0.55, 0.45 @100; 0.50, 0.60, 0.575 @300). 15.4 s of user CPU for the whole run.
 Full (600 steps, 64 px, two objects, seeds 0-2): AP50 0.998, 0.993, 0.980 and AP 0.886,
 0.860, 0.854 (control AP50 <= 0.001); RPN recall 1.00 at 100 and 300 (untrained 0.76, 0.59,
-0.51 @100); about 13 minutes on that machine. The threshold is quick's: at full size it is
-far below what is reached.
+0.51 @100); about 13 minutes on the loaded 2-core development machine. The threshold is
+quick's: at full size it is far below what is reached.
 """
 
 from __future__ import annotations
