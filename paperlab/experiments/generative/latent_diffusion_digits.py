@@ -8,10 +8,13 @@ reuses it), frozen; per seed, the scaling factor fitted and a one-level UNet on 
 with a class embedding as its one-token context (at quick size a "plain" level: the class
 reaches the UNet through the middle block's cross-attention only), the class dropped to the
 null class with p = 0.2 (classifier-free guidance), the cosine ("squaredcos_cap_v2") noise
-schedule. The judge: ``recipes.digits.DigitsMLP`` trained once (seed ``JUDGE_SEED``,
-independent of the diffusion seeds) on the training split; its test accuracy is in the
-metrics (0.97). Samples: ``per_class`` images of each of the 10 classes from one fixed noise
-draw per seed.
+schedule, and v-prediction (``PREDICTION``; Salimans & Ho 2022): the UNet predicts
+v = sqrt(abar_t) eps - sqrt(1 - abar_t) z_0, so x_0 = sqrt(abar_t) z_t - sqrt(1 - abar_t) v
+stays bounded where abar_t ~ 0 (see "Why v-prediction" below). Classifier-free guidance
+combines the v outputs, v_u + w (v_c - v_u) (linear, so the same as on eps). The judge:
+``recipes.digits.DigitsMLP`` trained once (seed ``JUDGE_SEED``, independent of the diffusion
+seeds) on the training split; its test accuracy is in the metrics (0.97). Samples:
+``per_class`` images of each of the 10 classes from one fixed noise draw per seed.
 
 Quality, as the judge sees it (``quality``): "accuracy" = the fraction it assigns to the asked
 class; "logp" = its mean log-probability of the asked class; "fd" = the Frechet distance
@@ -29,47 +32,76 @@ Measured:
 - sampler chains at w = ``GUIDANCE``: DDIM (eta 0) at 1, 2, ``sample_steps`` (and more at full
   size) steps, DDIM at ``sample_steps`` with eta 1, DDPM's ancestral sampler at
   ``sample_steps`` strided steps and at all T steps (quick: T = 100; full: T = 1000);
+- each chain's final latent std (``latent_std`` in ``steps_quality`` and the sweep;
+  ``chain_latent_std``; the latents are scaled to std ~1 on the data): a chain that blows up
+  shows here first;
 - compute per sample (counted FLOPs, ``paperlab.flops``): the latent model's UNet forward on
   a guided (doubled) batch x steps + one decoder pass, against the same UNet run in pixel space
   (8 x 8 x 1 in and out) x steps. Counted, not a claim (it follows from the shapes);
 - the pixel-space control (full and smoke plans, ``plan["pixel"]``; it does not fit quick's
   budget): ``train_pixel`` trains the latent model's UNet config on the 8 x 8 x 1 images
-  themselves (same class embedding, schedule, condition dropping, steps, batch, lr), judged the
-  same way (DDIM ``sample_steps``, w = ``GUIDANCE``); its quality sits beside its FLOPs per
-  sample in the metrics (``pixel_space``): a metric, not a claim.
+  themselves (same class embedding, schedule, prediction type, condition dropping, steps,
+  batch, lr), judged the same way (DDIM ``sample_steps``, w = ``GUIDANCE``); its quality sits
+  beside its FLOPs per sample in the metrics (``pixel_space``): a metric, not a claim.
 
 Claims, over ``ctx.seeds(3)``:
 
 1. guided samples are of the asked class: accuracy at w = ``GUIDANCE`` >= GUIDED_THRESHOLD
    (control: the unconditional w = 0 samples, and chance 0.1);
-2. guidance raises that accuracy: acc(w = ``GUIDANCE``) - acc(w = 1) >= GAIN_THRESHOLD
+2. guidance raises that accuracy: acc(w = ``GUIDANCE``) - acc(w = 1) > GAIN_THRESHOLD
    (control: acc(w = 0) - acc(w = 1), the condition switched off);
-3. DDIM at ``sample_steps`` steps is at least as good as DDPM at all T steps:
-   FD(DDIM sample_steps) / FD(DDPM T) <= FD_RATIO (control: DDIM at 1 step).
+3. DDIM at ``sample_steps`` steps is about as good as DDPM's ancestral chain over all T steps
+   (the note's "quality at a fraction of the steps"): FD(DDIM sample_steps) / FD(DDPM T) <=
+   FD_RATIO (control: DDIM at 1 step, which must fail it clearly); the claim's statement
+   carries both chains' final latent std per seed.
 
 Quick plan (T = 100, autoencoder 120 steps, UNet 16 channels one plain level, 260 steps at
 batch 64, lr 1e-2 cosine-annealed, fused Adam, judge 300 steps, 10 samples per class, DDIM 10
-for the sweep): 26.5 s user CPU for ``paperlab run latent-diffusion-digits`` (seeds 0-2,
-imports and figures included; ~3.5 s of it is imports; 24.7-28.0 s in the pilots, 38.5 s
-when run beside a second busy process on the two shared cores, so the budget holds only on a
-quiet machine). Where the time goes (seed 0 run):
+for the sweep): 36.7 s user CPU for the pilot run (``--seed 100``), beside another busy
+process on the two shared cores (its judge and autoencoder, code unchanged, took 1.7x their
+quiet-machine times); the quiet-machine time is with the recorded runs.
+Where the time goes (epsilon plan, seed 0 run; v-prediction costs the same per step):
 judge 1.4 s, autoencoder 2.4 s, per seed 3.5-5.3 s of UNet training (~15-20 ms a step: the
 tiny model is per-op overhead bound, so a "plain" level, fused Adam and few steps are what
 buys steps) and ~1.3 s of sampling (the 100-step DDPM chain is most of it). The earlier quick
 plan (T = 30, autoencoder 30 steps, 40 UNet steps) stayed at chance mainly because of the
 autoencoder: after 30 steps its reconstructions of test digits are judged right 17% of the
 time (100 steps: 88%, 150: 92%, 300: 96%), so no sample could be. The cosine schedule learns
-faster than the linear one at equal steps (T = 1000, 300 steps, w = 4, seed 100: 0.87 vs 0.69).
+faster than the linear one at equal steps (T = 1000, 300 steps, w = 4, seed 100, epsilon:
+0.87 vs 0.69).
 
-Thresholds, fixed from the pilot (``--seed 100``: seeds 100-102) BEFORE the recorded runs by a
-rule set before the pilot (claims 1, 2: the pilot's worst seed rounded down to 0.1, minus 0.1;
-claim 3: the midpoint of the worst DDIM-10 ratio and the best control ratio, rounded to 0.1).
-Pilot: accuracy w = 0 / 1 / 2 / 4: 0.16 / 0.66 / 0.82 / 0.94, 0.08 / 0.41 / 0.66 / 0.80,
-0.08 / 0.30 / 0.56 / 0.70 (gains 0.28 / 0.39 / 0.40); FD ratio DDIM 10 / DDPM 100:
-0.25 / 0.35 / 0.19, control DDIM 1 / DDPM 100: 1.23 / 1.06 / 1.04. Hence
-GUIDED_THRESHOLD 0.6, GAIN_THRESHOLD 0.1, FD_RATIO 0.7.
+Thresholds (v-prediction plan), fixed from the pilot (``--seed 100``: seeds 100-102) BEFORE
+the recorded runs, by rules set before the pilot: claims 1, 2: the pilot's worst seed
+rounded down to 0.1, minus 0.1 (the rule of the earlier epsilon plan); claim 3: the pilot's
+worst DDIM-10 ratio plus 0.2, rounded up to 0.1, at least 1.0 and at most 1.5 (past 1.5
+DDIM would not be "about as good"; the claim would then stand at 1.5 and be expected to
+fail). Pilot, quick, seeds 100 / 101 / 102:
 
-Recorded, quick, seeds 0 / 1 / 2 (all three claims hold):
+======================  ==================  ==================  ==================
+quantity                seed 100            seed 101            seed 102
+======================  ==================  ==================  ==================
+acc w = 0 / 1 / 2 / 4   .18/.78/.97/.97     .08/.72/.92/.97     .07/.69/.91/.94
+claim 2 gain (control)  0.19 (-0.60)        0.25 (-0.64)        0.25 (-0.62)
+FD w = 0 / 1 / 2 / 4    78 / 20 / 10 / 30   55 / 21 / 21 / 55   65 / 27 / 17 / 42
+FD DDIM 1 / 2 / 10      177 / 33 / 30       167 / 52 / 55       146 / 35 / 42
+FD DDPM 10 / 100        27 / 27             55 / 48             44 / 40
+claim 3 ratio (ctrl)    1.12 (6.65)         1.16 (3.52)         1.03 (3.63)
+latent std DDPM 100     1.44                1.56                1.51
+latent std DDIM 10      1.44                1.53                1.47
+======================  ==================  ==================  ==================
+
+(latent std at w = 4; at w = 1 the DDIM 10 samples end at 0.92-0.93, at w = 0 at 0.86-0.87:
+guidance's extrapolation v_u + 4 (v_c - v_u) widens the latents; the epsilon plan's
+100-step chains ended at 155-525.) Hence GUIDED_THRESHOLD = 0.9 - 0.1 = 0.8,
+GAIN_THRESHOLD = 0.1 - 0.1 = 0.0 (the claim is then "guidance raises accuracy at all",
+op > ; the control sits at -0.6), FD_RATIO = ceil(1.16 + 0.2) = 1.4 (control 3.5-6.6).
+
+Recorded, quick, seeds 0 / 1 / 2: not yet run (they follow this commit of the thresholds).
+
+Why v-prediction: the earlier epsilon-prediction plan (same plans otherwise; its thresholds
+were GUIDED_THRESHOLD 0.6, GAIN_THRESHOLD 0.1 (>=), FD_RATIO 0.7, from its own pilot: accuracy
+w = 4 0.94 / 0.80 / 0.70, FD ratio DDIM 10 / DDPM 100 0.25 / 0.35 / 0.19, control 1.23 /
+1.06 / 1.04). Its recorded quick runs, seeds 0 / 1 / 2 (all three claims held):
 
 ======================  ==================  ==================  ==================
 quantity                seed 0              seed 1              seed 2
@@ -82,7 +114,7 @@ FD DDPM 10 / 100        58 / 151            56 / 124            29 / 117
 claim 3 ratio (ctrl)    0.33 (0.97)         0.46 (1.39)         0.24 (1.25)
 ======================  ==================  ==================  ==================
 
-What this does and does not show. Guidance trades diversity for class fidelity as the note
+What that plan showed. Guidance trades diversity for class fidelity as the note
 says (accuracy rises with w, same-class diversity falls below the test digits' 2.24; FD is
 lowest near w = 1-2 and rises again at w = 4, where the samples are less varied). Claim 3
 holds, but because every long chain is poor here (DDPM 100 steps FD 117-151; DDIM 100 steps,
@@ -93,11 +125,11 @@ is not better than DDPM here (DDPM 10: FD 58 / 56 / 29 against DDIM 10: 50 / 57 
 with eta = 1 gives DDPM's samples exactly, as it should); so "DDIM needs a tenth of the
 steps" is not shown. The 0.7 ratio is a pilot-fixed margin, not "within x%" of a good DDPM.
 
-Full plan (T = 1000, autoencoder 300 steps, 32 channels, one cross-attention level, 1000
-steps at lr 3e-3, 20 samples per class, DDIM 10 for the sweep, the pixel-space control):
-``--size full``, seeds 0-2, 667 s user CPU (16 min on the shared cores), thresholds those fixed
-from the quick pilot (no full-size pilot was run). Judge test accuracy 0.975, autoencoder
-reconstructions accuracy 0.98, FD 2.0.
+Full plan, epsilon prediction (T = 1000, autoencoder 300 steps, 32 channels, one
+cross-attention level, 1000 steps at lr 3e-3, 20 samples per class, DDIM 10 for the sweep,
+the pixel-space control): ``--size full``, seeds 0-2, 667 s user CPU (16 min on the shared
+cores), thresholds those fixed from the quick pilot (no full-size pilot was run). Judge test
+accuracy 0.975, autoencoder reconstructions accuracy 0.98, FD 2.0.
 
 ======================  ==================  ==================  ==================
 quantity                seed 0              seed 1              seed 2
@@ -127,12 +159,12 @@ DDIM 100 and DDPM 100 (fixed_small and fixed_large alike), while the 10-step cha
 t = 90 and stay at std ~1. With the linear schedule on the same plan (which at T = 100 never
 reaches noise: alpha_bar_T = 0.36) DDPM 100 is the best chain (FD 23 at w = 4 against DDIM
 10's 41, DDIM 100's 38). So claim 3 holds against a reference that the schedule's last step
-breaks: it is NOT evidence that "DDIM needs a tenth of the steps". Fixes, for a later run:
-v-prediction (``LDMConfig.prediction_type`` now reaches ``build_ldm``; not yet piloted
-here: every number above is from the epsilon-prediction plan), or x_0 clipping
-(``generate(clip_sample=True)``, clamps to [-1, 1]: coarse for unit-variance latents), or
-a schedule whose alpha_bar_T is small but not ~0. Claim 3 therefore says
-"10 DDIM steps beat this model's full DDPM chain", not "DDIM matches a good DDPM chain".
+breaks: it is NOT evidence that "DDIM needs a tenth of the steps". The fix adopted above is
+v-prediction (its x_0 estimate sqrt(abar) z - sqrt(1 - abar) v needs no division by
+sqrt(abar)); the others were x_0 clipping (``generate(clip_sample=True)``, clamps to
+[-1, 1]: coarse for unit-variance latents) or a schedule whose alpha_bar_T is small but not
+~0. That plan's claim 3 said "10 DDIM steps beat this model's broken full DDPM chain", not
+"DDIM matches a good DDPM chain".
 
 Latent vs pixel space (full, metric): the pixel-space model with the same UNet config, steps
 and lr reaches the same accuracy (1.00) at a worse FD (61-66 against the latent model's
@@ -152,10 +184,11 @@ from paperlab.experiments.base import Claim, Context, Result, pyplot
 from paperlab.registry import export_experiment
 
 GUIDANCE = 4.0
-GUIDED_THRESHOLD = 0.6
-GAIN_THRESHOLD = 0.1
-FD_RATIO = 0.7
+GUIDED_THRESHOLD = 0.8
+GAIN_THRESHOLD = 0.0
+FD_RATIO = 1.4
 JUDGE_SEED = 12345
+PREDICTION = "v_prediction"  # what the UNets predict (epsilon blows up the T-step chain)
 
 
 def _cpu() -> float:
@@ -189,7 +222,8 @@ def ldm_config(plan: dict) -> Any:
 
     return LDMConfig(condition="class", train_timesteps=plan["T"], beta_schedule=plan["beta"],
                      cond_drop_prob=0.2, unet_channels=plan["unet_channels"],
-                     unet_levels=plan["unet_levels"], unet_groups=4, lr=plan["lr"])
+                     unet_levels=plan["unet_levels"], unet_groups=4, lr=plan["lr"],
+                     prediction_type=PREDICTION)
 
 
 def train_autoencoder(images: torch.Tensor, plan: dict) -> Any:
@@ -302,7 +336,8 @@ def train_pixel(seed: int, model: Any, images: torch.Tensor, labels: torch.Tenso
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, plan["steps"])
     for idx in _batches(len(images), plan["batch"], plan["steps"], seed + 1001):
         y = drop_condition(labels[idx], cond.null(), p_drop, g)
-        loss = ddpm_loss(unet, images[idx], schedule, generator=g, context=cond(y))
+        loss = ddpm_loss(unet, images[idx], schedule, prediction_type=PREDICTION, generator=g,
+                         context=cond(y))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -312,10 +347,11 @@ def train_pixel(seed: int, model: Any, images: torch.Tensor, labels: torch.Tenso
     @torch.no_grad()
     def sample(asked: torch.Tensor, steps: int, w: float, x_T: torch.Tensor,
                generator: torch.Generator) -> torch.Tensor:
-        def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def out(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return guided_output(lambda x, t, c: unet(x, t, cond(c)), x, t, asked, cond.null(), w)
 
-        return DDIMSampler(schedule, steps).sample(eps, x_T, generator=generator).clamp(-1, 1)
+        chain = DDIMSampler(schedule, steps, prediction_type=PREDICTION)
+        return chain.sample(out, x_T, generator=generator).clamp(-1, 1)
 
     return sample, unet
 
@@ -350,26 +386,31 @@ def run_seed(seed: int, plan: dict, ae: Any, images: torch.Tensor, labels: torch
                         generator=torch.Generator().manual_seed(seed + 7))
     out: dict = {"sweep": {}, "steps": {}, "train_cpu_s": t_train}
 
-    def draw(w: float, steps: int, sampler: str = "ddim", eta: float = 0.0) -> torch.Tensor:
+    def draw(w: float, steps: int, sampler: str = "ddim", eta: float = 0.0
+             ) -> tuple[torch.Tensor, float]:
+        """Images in [0, 1] and the std of the chain's final latents (data latents: ~1)."""
         g = torch.Generator().manual_seed(seed + 11)
-        imgs = model.generate(labels=asked, steps=steps, guidance_scale=w, sampler=sampler,
-                              eta=eta, generator=g, latents=noise.clone())
-        return (imgs + 1) / 2
+        z0 = model.generate(labels=asked, steps=steps, guidance_scale=w, sampler=sampler,
+                            eta=eta, generator=g, latents=noise.clone(), return_latents=True)
+        with torch.no_grad():
+            imgs = model.decode(z0)
+        return (imgs + 1) / 2, float(z0.std())
 
-    grids = {}
+    grids, stds = {}, {}
     for w in plan["scales"]:
-        x = draw(w, plan["sample_steps"])
+        x, stds[w] = draw(w, plan["sample_steps"])
         out["sweep"][w] = {**quality(judge, x, asked, reference),
-                           "diversity": diversity(x, asked)}
+                           "diversity": diversity(x, asked), "latent_std": stds[w]}
         grids[w] = x
     T, k = plan["T"], plan["sample_steps"]
     chains = [(f"ddim-{n}", n, "ddim", 0.0) for n in plan["ddim_steps"]] + [
         (f"ddim-{k}-eta1", k, "ddim", 1.0), (f"ddpm-{k}", k, "ddpm", 1.0),
         (f"ddpm-{T}", T, "ddpm", 1.0)]
     for name, steps, sampler, eta in chains:
-        x = grids[GUIDANCE] if (sampler == "ddim" and steps == k and eta == 0.0) else \
-            draw(GUIDANCE, steps, sampler, eta)
-        out["steps"][name] = quality(judge, x, asked, reference)
+        x, std = (grids[GUIDANCE], stds[GUIDANCE]) if (
+            sampler == "ddim" and steps == k and eta == 0.0) else draw(GUIDANCE, steps, sampler,
+                                                                       eta)
+        out["steps"][name] = {**quality(judge, x, asked, reference), "latent_std": std}
     out["grids"] = grids
     out["compute"] = compute_per_sample(model, plan["sample_steps"])
     if plan["pixel"]:  # the same UNet in pixel space, trained and judged the same way
@@ -440,8 +481,13 @@ def latent_diffusion_digits(ctx: Context) -> Result:
 
     k = plan["sample_steps"]
 
+    ddpm = f"ddpm-{T}"
+
     def fd_ratio(name: str) -> list[float]:
-        return [r["steps"][name]["fd"] / r["steps"][f"ddpm-{T}"]["fd"] for r in runs]
+        return [r["steps"][name]["fd"] / r["steps"][ddpm]["fd"] for r in runs]
+
+    def end_std(name: str) -> list[float]:
+        return [r["steps"][name]["latent_std"] for r in runs]
 
     claims = [
         Claim.over_seeds(
@@ -451,13 +497,15 @@ def latent_diffusion_digits(ctx: Context) -> Result:
         Claim.over_seeds(
             f"guidance raises that accuracy: acc(w = {GUIDANCE:g}) - acc(w = 1) (control: "
             "acc(w = 0) - acc(w = 1), the condition switched off)",
-            [g - p for g, p in zip(guided, plain)], ">=", GAIN_THRESHOLD,
+            [g - p for g, p in zip(guided, plain)], ">", GAIN_THRESHOLD,
             control=[u - p for u, p in zip(uncond, plain)]),
         Claim.over_seeds(
-            f"DDIM at {k} steps is at least as good as DDPM at all {T}: "
+            f"DDIM at {k} steps is about as good as DDPM's ancestral chain over all {T} steps: "
             f"FD(DDIM {k}) / FD(DDPM {T}), the Frechet distance of the judge's logits to real "
-            f"test digits, w = {GUIDANCE:g} (control: DDIM at 1 step; the T-step chains start "
-            "where the cosine schedule's alpha_bar is ~0 and blow up: see the docstring)",
+            f"test digits, w = {GUIDANCE:g}, v-prediction (control: DDIM at 1 step; the "
+            f"chains' final latent std per seed, data ~1: DDPM {T} "
+            f"{' / '.join(f'{s:.2f}' for s in end_std(ddpm))}, DDIM {k} "
+            f"{' / '.join(f'{s:.2f}' for s in end_std(few))})",
             fd_ratio(few), "<=", FD_RATIO, control=fd_ratio("ddim-1")),
     ]
 
@@ -509,14 +557,14 @@ def latent_diffusion_digits(ctx: Context) -> Result:
         return sum(v) / len(v)
 
     compute = first["compute"]
-    ddpm = f"ddpm-{T}"
     summary = (
         f"judge accuracy of the asked class (mean of {len(seeds)} seeds): w=0 {mean(uncond):.2f}, "
         f"w=1 {mean(plain):.2f}, w={GUIDANCE:g} {mean(guided):.2f}; FD to test digits: DDIM "
         f"{plan['sample_steps']} {mean([r['steps'][few]['fd'] for r in runs]):.1f}, DDIM 1 "
         f"{mean([r['steps']['ddim-1']['fd'] for r in runs]):.1f}, DDPM {k} "
         f"{mean([r['steps'][f'ddpm-{k}']['fd'] for r in runs]):.1f}, DDPM {T} "
-        f"{mean([r['steps'][ddpm]['fd'] for r in runs]):.1f}; pixel/latent FLOPs per sample "
+        f"{mean([r['steps'][ddpm]['fd'] for r in runs]):.1f} (final latent std "
+        f"{mean(end_std(ddpm)):.2f}); pixel/latent FLOPs per sample "
         f"{compute['pixel_over_latent']:.2f}x"
     )
     metrics = {
@@ -526,6 +574,8 @@ def latent_diffusion_digits(ctx: Context) -> Result:
         "test_diversity": diversity(test_x, test_y),
         "sweep": [{str(w): r["sweep"][w] for w in scales} for r in runs],
         "steps_quality": [r["steps"] for r in runs],
+        "chain_latent_std": [{n: r["steps"][n]["latent_std"] for n in r["steps"]} for r in runs],
+        "prediction_type": PREDICTION,
         "compute_per_sample": compute,
         "pixel_space": [r["pixel"] for r in runs] if plan["pixel"] else None,
         "train_timesteps": T,
