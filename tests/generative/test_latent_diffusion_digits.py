@@ -57,3 +57,26 @@ def test_diversity_is_the_mean_pairwise_distance_within_each_class():
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0], [1.0, 1.0]]).reshape(4, 1, 1, 2)
     labels = torch.tensor([0, 0, 1, 1])
     assert diversity(x, labels) == pytest.approx((5.0 + 0.0) / 2)
+
+
+def test_why_v_prediction_the_x0_estimate_at_the_cosine_schedules_last_step():
+    """At t = T - 1 of the capped cosine schedule (T = 100) abar ~ 2.4e-7: an error d in an
+    eps output becomes d sqrt(1 - abar) / sqrt(abar) (~2000 d) in the x_0 estimate, in a v
+    output only d sqrt(1 - abar) (the docstring's reason for ``PREDICTION``)."""
+    from paperlab.experiments.generative.latent_diffusion_digits import PREDICTION
+    from paperlab.generative.schedules import NoiseSchedule, to_sample_and_noise
+
+    abar = float(NoiseSchedule(100, "squaredcos_cap_v2").alphas_cumprod[-1])
+    assert abar == pytest.approx(2.4e-7, rel=0.05)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(64, generator=g), torch.randn(64, generator=g)
+    x_t = abar**0.5 * x0 + (1 - abar) ** 0.5 * noise
+    err = 0.01 * torch.randn(64, generator=g)
+    targets = {"epsilon": noise, "v_prediction": abar**0.5 * noise - (1 - abar) ** 0.5 * x0}
+    x0_err = {}
+    for kind, target in targets.items():
+        est, _ = to_sample_and_noise(target + err, x_t, abar, kind)
+        x0_err[kind] = float((est - x0).abs().max() / err.abs().max())
+    assert x0_err["epsilon"] > 1000
+    assert x0_err["v_prediction"] <= 1.0 + 1e-3
+    assert PREDICTION == "v_prediction"
