@@ -80,6 +80,20 @@ are equivalent:
   noise distribution; word2vec.c draws them per pair. CBOW draws per centre, as word2vec.c.
   For one pair the update is word2vec.c's exactly (tested in float64).
 
+Threads (``workers``), as word2vec.c and gensim: Hogwild
+---------------------------------------------------------
+On the CPU, ``workers=N > 1`` trains with N Python threads: the calling thread reads the
+corpus into a bounded queue of chunks, each worker takes the next chunk and trains it with its
+own generator and scratch buffers, and all of them update the shared ``wv.vectors``,
+``syn1neg`` and ``syn1`` rows without locks (Recht et al. 2011, "Hogwild!"; word2vec.c and
+gensim do the same). torch's ops release the GIL, so the workers' ops run in parallel; torch's
+own intra-op thread count is 1 while they run (restored afterwards), so N workers use about N
+cores. The learning rate of a chunk follows the global count of words the workers have
+processed. ``workers=1`` trains in the calling thread and is deterministic for a given
+``seed``; ``workers > 1`` is not (which worker takes which chunk, and the order in which
+updates of one row land, depend on the scheduler), as in gensim. On CUDA, training is one
+stream in the calling thread whatever ``workers`` says.
+
 The corpus (``sentences`` or a streamed ``corpus_file``) is read by
 ``paperlab.language.word2vec_corpus``.
 
@@ -95,8 +109,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -319,8 +334,18 @@ class Word2Vec:
         if ids or raw:
             yield np.array(ids, dtype=np.int64), np.array(sids, dtype=np.int64), raw
 
-    def _train_chunk(self, ids: torch.Tensor, sentence: torch.Tensor, alpha: float) -> float:
-        gen, dev = self.generator, self.device
+    def _train_chunk(
+        self,
+        ids: torch.Tensor,
+        sentence: torch.Tensor,
+        alpha: float,
+        gen: torch.Generator | None = None,
+        ws: Workspace | None = None,
+    ) -> float:
+        """Train one chunk; ``gen`` and ``ws`` are the worker's (default: the model's)."""
+        gen = self.generator if gen is None else gen
+        ws = self._workspace if ws is None else ws
+        dev = self.device
         if self.sample:
             kept = torch.rand(len(ids), generator=gen, device=dev) < self._keep.index_select(0, ids)
             kept = torch.nonzero(kept)[:, 0]  # one nonzero, two index_select (not 2 masks)
@@ -378,32 +403,37 @@ class Word2Vec:
                            for rows, lab, val, pairs, w, hs in layers]  # fmt: skip
 
             def outputs(h, m, layers=step_layers):
-                return self._output_layer(h, m, layers, alpha)
+                return self._output_layer(h, m, layers, alpha, ws)
 
             if self.sg:
                 part = train_skipgram(self._vectors, context[a:b], mask[a:b], outputs,
-                                      self.row_cap, self._workspace)  # fmt: skip
+                                      self.row_cap, ws)  # fmt: skip
             else:
                 sa, sb = slot_bounds[k], slot_bounds[k + 1]
                 w = None if weights is None else weights[sa:sb]
-                ones = self._workspace.ones(sb - sa, dev) if w is None else w
+                ones = ws.ones(sb - sa, dev) if w is None else w
                 part = train_cbow(self._vectors, words[sa:sb], starts[a:b] - sa, ones,
                                   group[sa:sb] - a, outputs,
                                   None if self.cbow_mean else size[a:b], self.row_cap,
-                                  self._workspace)  # fmt: skip
+                                  ws)  # fmt: skip
             if part is not None:
                 loss += part
         return float(loss) if self._with_loss else 0.0
 
     def _output_layer(
-        self, h: torch.Tensor, mask: torch.Tensor | None, layers: list, alpha: float
+        self,
+        h: torch.Tensor,
+        mask: torch.Tensor | None,
+        layers: list,
+        alpha: float,
+        ws: Workspace,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         squeeze = h.dim() == 2
         h = h[:, None, :] if squeeze else h
         neu1e, loss, with_loss, cap = None, None, self._with_loss, self.row_cap
         for rows, label, valid, pairs, weights, hs in layers:
             part, lpart = output_step(h, mask, rows, label, valid, weights, alpha, hs, with_loss,
-                                      cap, self._workspace, pairs)  # fmt: skip
+                                      cap, ws, pairs)  # fmt: skip
             neu1e = part if neu1e is None else neu1e + part
             loss = lpart if loss is None else (loss + lpart if lpart is not None else loss)
         assert neu1e is not None
@@ -441,52 +471,104 @@ class Word2Vec:
         planned = max(per_epoch * epochs, 1)
         show = progress if progress is not None else self.progress
         show = sys.stderr.isatty() if show is None else show
-        threads = torch.get_num_threads()
-        if self.device.type == "cpu":
-            torch.set_num_threads(min(self.workers, len(os.sched_getaffinity(0)) or 1))
-        done_raw = effective = 0
-        losses: list[float] = []
-        bar = _progress_bar() if show else None
         compute_loss = self.compute_loss if compute_loss is None else compute_loss
         self._with_loss = bool(compute_loss or show)
+        on_cpu = self.device.type == "cpu"
+        n_workers = self.workers if on_cpu else 1  # as gensim: ``workers`` threads
+        cache: list | None = [] if isinstance(sentences, (list, tuple)) else None
+
+        def jobs() -> Iterator[tuple[int, np.ndarray, np.ndarray, int]]:
+            # an in-memory corpus is encoded once (its ids are smaller than its tokens)
+            for epoch in range(epochs):
+                chunks = cache if cache and epoch else self._encoded_chunks(sentences)
+                for ids_np, sids_np, raw in chunks:
+                    if cache is not None and epoch == 0:
+                        cache.append((ids_np, sids_np, raw))
+                    yield epoch, ids_np, sids_np, raw
+
+        bar = _progress_bar() if show else None
+        task = bar.add_task("w2v", total=planned, epoch="", speed="", lr="", loss="") if bar else 0
+        done = {"raw": 0, "effective": 0}  # the global words-processed count (all workers)
+        losses: list[float] = []
+        lock = threading.Lock()
+        t0 = time.perf_counter()
+
+        def run_job(job: tuple, gen: torch.Generator, ws: Workspace) -> None:
+            epoch, ids_np, sids_np, raw = job
+            with lock:  # the learning rate follows the words every worker has processed
+                alpha = start - (start - end) * min(done["raw"] / planned, 1.0)
+            ids = torch.from_numpy(ids_np).to(self.device)
+            sids = torch.from_numpy(sids_np).to(self.device)
+            loss = self._train_chunk(ids, sids, alpha, gen, ws)
+            with lock:
+                losses.append(loss)
+                done["raw"] += raw
+                done["effective"] += len(ids_np)
+                if bar is not None:
+                    speed = done["raw"] / max(time.perf_counter() - t0, 1e-9)
+                    bar.update(task, completed=done["raw"], epoch=f"{epoch + 1}/{epochs}",
+                               speed=f"{speed:,.0f}", lr=f"{alpha:.5f}",
+                               loss=f"{loss / max(len(ids_np), 1):.3f}")  # fmt: skip
+
+        threads = torch.get_num_threads()
+        if on_cpu:  # every worker's ops single-threaded: the parallelism is the workers'
+            torch.set_num_threads(1)
         try:
-            task = (
-                bar.add_task("w2v", total=planned, epoch="", speed="", lr="", loss="")
-                if bar
-                else None
-            )
-            t0 = time.perf_counter()
             with torch.no_grad(), bar if bar else _Null():
-                # an in-memory corpus is encoded once (its ids are smaller than its tokens)
-                cache = [] if isinstance(sentences, (list, tuple)) else None
-                for epoch in range(epochs):
-                    if cache and epoch:
-                        chunks: Iterable[Any] = cache
-                    else:
-                        chunks = self._encoded_chunks(sentences)
-                    for ids_np, sids_np, raw in chunks:
-                        if cache is not None and epoch == 0:
-                            cache.append((ids_np, sids_np, raw))
-                        frac = min(done_raw / planned, 1.0)
-                        alpha = start - (start - end) * frac
-                        ids = torch.from_numpy(ids_np).to(self.device)
-                        sids = torch.from_numpy(sids_np).to(self.device)
-                        loss = self._train_chunk(ids, sids, alpha)
-                        losses.append(loss)
-                        done_raw += raw
-                        effective += len(ids_np)
-                        if bar is not None:
-                            speed = done_raw / max(time.perf_counter() - t0, 1e-9)
-                            bar.update(task, completed=done_raw, epoch=f"{epoch + 1}/{epochs}",
-                                       speed=f"{speed:,.0f}", lr=f"{alpha:.5f}",
-                                       loss=f"{loss / max(len(ids_np), 1):.3f}")  # fmt: skip
-                    self.epochs_trained += 1
+                if n_workers == 1:
+                    for job in jobs():
+                        run_job(job, self.generator, self._workspace)
+                else:
+                    self._train_threads(jobs(), run_job, n_workers)
         finally:
             torch.set_num_threads(threads)
+        self.epochs_trained += epochs
+        done_raw, effective = done["raw"], done["effective"]
         self.words_trained += done_raw
         self.running_training_loss = float(sum(losses))
         self._sync_wv()
         return effective, done_raw
+
+    def _train_threads(self, jobs: Iterator[tuple], run_job: Any, n_workers: int) -> None:
+        """Hogwild, as word2vec.c and gensim: ``n_workers`` threads share the weights.
+
+        This thread reads the corpus into a bounded queue of chunks; each worker takes the
+        next chunk and trains it with its own generator and scratch buffers, updating the
+        shared ``wv.vectors`` / ``syn1neg`` / ``syn1`` rows without locks (torch's ops release
+        the GIL, so the workers' single-threaded ops run in parallel). A worker's generator is
+        seeded from the model's, but which worker takes which chunk, and the order in which
+        their updates of a row land, depend on the scheduler: not deterministic (as gensim).
+        """
+        seeds = torch.randint(0, 2**62, (n_workers,), generator=self.generator).tolist()
+        todo: queue.Queue = queue.Queue(maxsize=2 * n_workers)
+        errors: list[BaseException] = []
+
+        def worker(seed: int) -> None:
+            gen = torch.Generator(self.device).manual_seed(seed)
+            ws = Workspace()
+            with torch.no_grad():  # grad mode is per thread
+                while (job := todo.get()) is not None:
+                    if not errors:
+                        try:
+                            run_job(job, gen, ws)
+                        except BaseException as exc:  # re-raised by the caller's thread
+                            errors.append(exc)
+
+        pool = [threading.Thread(target=worker, args=(s,), daemon=True) for s in seeds]
+        for t in pool:
+            t.start()
+        try:
+            for job in jobs:
+                if errors:
+                    break
+                todo.put(job)
+        finally:
+            for _ in pool:
+                todo.put(None)
+            for t in pool:
+                t.join()
+        if errors:
+            raise errors[0]
 
     # -------------------------------------------------------------------------- save / load
 

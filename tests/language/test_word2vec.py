@@ -4,6 +4,7 @@ gensim's shipped corpora beside gensim, save/load, streaming, bad input."""
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -276,6 +277,34 @@ def test_lee_sanity_bar_of_gensim(lee, params):
 )
 def test_lee_sanity_bar_of_gensim_more(lee, params):
     assert _bombings_rank(Word2Vec(lee, workers=1, seed=1, **params)) < 50
+
+
+def test_two_workers_train_in_two_threads_to_the_same_quality(lee, monkeypatch):
+    """workers=2: two Python threads train chunks (Hogwild), and pass the same sanity bar."""
+    params = dict(sg=1, window=4, hs=0, negative=15, min_count=5, epochs=10, seed=1)
+    idents: set[int] = set()
+    train_chunk = Word2Vec._train_chunk
+
+    def spy(self, *args, **kwargs):
+        idents.add(threading.get_ident())
+        return train_chunk(self, *args, **kwargs)
+
+    monkeypatch.setattr(Word2Vec, "_train_chunk", spy)
+    threads = torch.get_num_threads()
+    model = Word2Vec(lee, workers=2, **params)
+    assert len(idents) == 2 and threading.get_ident() not in idents
+    assert torch.get_num_threads() == threads  # the intra-op thread count is restored
+    assert model.epochs_trained == 10 and model.words_trained == 10 * model.corpus_total_words
+    assert _bombings_rank(model) < 50  # the bar workers=1 passes (test_lee_sanity_bar_of_gensim)
+
+
+def test_a_worker_error_is_raised_in_the_caller(lee, monkeypatch):
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("worker failed")
+
+    monkeypatch.setattr(Word2Vec, "_train_chunk", boom)
+    with pytest.raises(RuntimeError, match="worker failed"):
+        Word2Vec(lee[:200], workers=2, min_count=2, vector_size=8, epochs=2)
 
 
 def _head500():
