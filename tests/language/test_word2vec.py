@@ -313,22 +313,25 @@ def _head500():
     return word2vec, corpus, test_utils.datapath("wordsim353.tsv")
 
 
-def _spearman_beside_gensim(epochs):
+def _spearman_beside_gensim(epochs, workers=1):
     word2vec, corpus, wordsim = _head500()
-    ours = Word2Vec(corpus, min_count=3, epochs=epochs, workers=1, seed=1)
-    theirs = word2vec.Word2Vec(corpus, min_count=3, epochs=epochs, workers=1, seed=1)
+    ours = Word2Vec(corpus, min_count=3, epochs=epochs, workers=workers, seed=1)
+    theirs = word2vec.Word2Vec(corpus, min_count=3, epochs=epochs, workers=workers, seed=1)
     return ours.wv.evaluate_word_pairs(wordsim)[1][0], theirs.wv.evaluate_word_pairs(wordsim)[1][0]
 
 
-def test_head500_wordsim_short_run_beside_gensim():
-    ours, theirs = _spearman_beside_gensim(epochs=3)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_head500_wordsim_short_run_beside_gensim(workers):
+    ours, theirs = _spearman_beside_gensim(epochs=3, workers=workers)
     assert ours >= theirs - 0.05, (ours, theirs)
 
 
 @pytest.mark.slow
-def test_head500_wordsim_spearman_beside_gensim():
-    """gensim's test_evaluate_word_pairs settings (min_count 3, 20 epochs)."""
-    ours, theirs = _spearman_beside_gensim(epochs=20)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_head500_wordsim_spearman_beside_gensim(workers):
+    """gensim's test_evaluate_word_pairs settings (min_count 3, 20 epochs), both with the
+    same number of worker threads (Hogwild on both sides with 2)."""
+    ours, theirs = _spearman_beside_gensim(epochs=20, workers=workers)
     assert ours >= theirs - 0.05, (ours, theirs)
     assert ours > 0.35
 
