@@ -39,7 +39,11 @@ behind: sg-HS sample 1e-3 0.548 / 0.520 (the gap closed); CBOW-HS without subsam
 steps of about 340 centres 0.446: summed updates do not explain this gap; over seeds 0-3
 ours 0.47 on average, gensim 0.54). Speed (``paperlab bench word2vec``, CPU-time words/s,
 one worker): skip-gram NS 1.18x gensim's, CBOW NS 0.67x, skip-gram HS 0.64x, CBOW HS 0.41x;
-with two workers (wall time) 0.02-0.23x.
+with two workers (wall time) 0.02-0.23x while ``workers`` only set torch's intra-op threads.
+Since ``workers=N`` trains with N Hogwild threads (as gensim), on the same machine with its
+other core busy with another job: two workers 0.32-0.71x gensim's two (wall; one worker then
+0.33-0.72x by CPU time), and ours gained up to 1.6x over one worker where a second core was
+free (skip-gram HS, train only: 3.11 s against 5.02 s; gensim 1.95x the same moment).
 """
 
 from __future__ import annotations
