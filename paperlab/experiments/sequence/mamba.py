@@ -41,7 +41,7 @@ makes the same point at a size a CPU cannot train in seconds.
 Task at ``quick``: S = 16 positions, K = 4 data tokens from 8 symbols, 4 distinct marker
 tokens (one per copy; the paper uses a single marker with a deeper model), batch 32, AdamW
 lr 1e-2 (the best of {3e-3, 1e-2, 3e-2} for each model on the pilot; lr 2e-2 and 5e-3 were
-slower for Mamba; fused), no weight decay, gradient clip 1.
+slower for Mamba), no weight decay, gradient clip 1.
 
 Pilot (seed 100, before the recorded runs, one thread): Mamba test accuracy 0.90 at 400
 steps, 0.94 at 600, 0.966 at 650 (validation past 0.95); the LTI model at 650 steps 0.673
@@ -55,37 +55,24 @@ accuracy); at ``full`` also (3) the LTI model fails, accuracy < 0.6 (the paper: 
 56.4% for the same architecture with an S4 layer; ``full`` (S = 32, cap 3,000) has not been
 run).
 
-Measured at ``quick`` (both claims pass), after the speed change of 2026-12-02 (the
-block's conv1d as shifted multiply-adds, fused AdamW, foreach clipping, one thread; these
-change the rounding, so the runs were redone: pilot first, thresholds unchanged):
+Measured at ``quick`` (both claims pass):
 
-- seeds 0, 1, 2: Mamba 0.971, 0.958, 0.953 (steps 800 (cap), 700, 600); LTI 0.676,
-  0.675, 0.666; gap 0.295, 0.283, 0.287 (worst 0.283).
-- its pilot, seeds 100, 101, 102: Mamba 0.961, 0.966, 0.897 (steps 550, 650, 800 (cap));
-  LTI 0.645, 0.688, 0.689; gap 0.316, 0.278, 0.207: claim 1 FAILS on seed 102 (capped
-  at 800 below 0.9) and claim 2 holds there by 0.007. The code before the change gave
-  these seeds Mamba 0.947, 0.963, 0.922 (steps 600, 700, 800 (cap)), gap 0.286, 0.263,
-  0.231: the margins at the cap are thin and move with rounding. The thresholds (from the
-  issue) were not changed.
-
-Before the speed change: seeds 0, 1, 2: Mamba 0.969, 0.960, 0.936 (steps 800 (cap), 650,
-600); LTI 0.675, 0.676, 0.663; gap 0.294, 0.284, 0.272. Seeds 1, 2, 3: Mamba 0.960, 0.936,
-0.943 (steps 650, 600, 750); LTI 0.676, 0.663, 0.671; gap 0.284, 0.272, 0.272.
+- seeds 0, 1, 2: Mamba 0.969, 0.960, 0.936 (steps 800 (cap), 650, 600); LTI 0.675,
+  0.676, 0.663; gap 0.294, 0.284, 0.272 (worst 0.272).
+- seeds 1, 2, 3: Mamba 0.960, 0.936, 0.943 (steps 650, 600, 750); LTI 0.676, 0.663,
+  0.671; gap 0.284, 0.272, 0.272 (worst 0.272).
 
 Parameters: Mamba 8,864, LTI 8,608.
 
-Cost: at ``quick`` a training step is ~12 ms on one thread (Mamba: forward ~4.4, backward
-~7.4, most of it the sequential scan (the chunked scan was slower at L = 20); clipping 0.4,
-fused AdamW 0.4); evaluation (256 test and 256 validation sequences every 50 steps) adds ~1 ms
-a step. Seeds 0-2 (4,200 steps) took 66, 55 and 58 s of CPU (user + sys) against 62 and 60 s
-(4,100 steps) for the code before the speed change, runs alternated under the same load (a CI
-run on the 2 cores): 13-16 ms a step against 15 ms, a few percent at most, within the
-noise; in-process, alternated, one thread, 150 steps x 5: Mamba 12.9 vs 12.3 ms, LTI 10.8 vs
-12.2 ms (median, new vs old). Still OVER the 30 s quick budget. Smaller models (d_model 16,
-expand 1, batch 16) cost less a step but needed proportionally more steps in the pilot; S =
-12 was within budget (29 s under load) but its gap was too close to 0.2. The earlier design
-(two blocks, d_model 64, S = 32, cap 60 steps) stopped both models near chance (Mamba 0.135,
-0.130, 0.167) and failed both claims.
+Cost: at ``quick`` training is ~9 ms (Mamba) and ~8 ms (LTI) a step on one idle thread
+(the sequential scan; the chunked scan was slower at L = 20); 3 seeds x 2 models x 650-800
+steps took 43 s (seeds 1-3) and 47 s (seeds 0-2) of user CPU under load (load
+average 3-4 on the 2 cores), ~35 s estimated on an idle thread from the pilot's per-step
+times: OVER the 30 s quick budget. Smaller models (d_model 16, expand 1, batch 16) cost
+less a step but needed proportionally more steps in the pilot; S = 12 was within budget
+(29 s under load) but its gap was too close to 0.2. The earlier design (two blocks, d_model
+64, S = 32, cap 60 steps) stopped both models near chance (Mamba 0.135, 0.130, 0.167) and
+failed both claims.
 """
 
 from __future__ import annotations
@@ -151,8 +138,7 @@ def train(
     With ``val`` and ``stop_at``, training stops at the first evaluation where the accuracy
     on ``val`` (a validation split, not the test set) reaches ``stop_at``.
     """
-    # fused: one kernel for all parameters (the per-parameter loop cost ~2x on these tiny ones)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, fused=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     history: dict[str, list[float]] = {"loss": [], "eval_step": [], "accuracy": []}
     for step in ctx.track(range(1, steps + 1), label=label):
         inputs, targets = selective_copying_batch(batch, generator=generator, **task)
@@ -160,7 +146,7 @@ def train(
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         history["loss"].append(loss.item())
         if step % eval_every == 0 or step == steps:
@@ -190,15 +176,6 @@ def accuracy(model: MambaLM, inputs: torch.Tensor, targets: torch.Tensor, n_data
 )
 def mamba_selective_copying(ctx: Context) -> Result:
     """Train Mamba until it solves selective copying, its LTI ablation as long; 3 seeds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread is steadier (same results as two)
-    try:
-        return _selective_copying(ctx)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _selective_copying(ctx: Context) -> Result:
     task = ctx.pick(
         smoke=dict(length=16, n_data=4, symbols=8),
         quick=dict(length=16, n_data=4, symbols=8),
