@@ -169,35 +169,21 @@ class MambaBlock(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         """Like ``forward``, continuing from ``state = (conv_state, ssm_state)`` (None: zeros);
         also returns the state after the last token."""
+        length = hidden.shape[1]
         x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (B, d_inner, L) each
         d_conv = self.config.d_conv
         if state is None:
             conv_in = F.pad(x, (d_conv, 0))  # the state of a fresh sequence is zeros
+            x_conv = self.conv1d(x)[..., :length]  # padding d_conv - 1, trimmed: causal
             ssm_state = None
         else:
             conv_state, ssm_state = state
             conv_in = torch.cat((conv_state.to(x.dtype), x), dim=-1)
-        y, ssm_state = self.ssm(F.silu(self.causal_conv(conv_in[..., 1:])), z, ssm_state)
+            x_conv = F.conv1d(
+                conv_in[..., 1:], self.conv1d.weight, self.conv1d.bias, groups=x.shape[1]
+            )
+        y, ssm_state = self.ssm(F.silu(x_conv), z, ssm_state)
         return self.out_proj(y.transpose(1, 2)), (conv_in[..., -d_conv:], ssm_state)
-
-    def causal_conv(self, x_in: torch.Tensor) -> torch.Tensor:
-        """The depthwise causal conv1d: x_in (B, d_inner, d_conv - 1 + L), the L inputs after
-        the d_conv - 1 before them, -> (B, d_inner, L): out[t] = bias + sum_k w[k] x_in[t + k].
-
-        The same values as ``self.conv1d`` (with its padding, trimmed) written as d_conv shifted
-        multiply-adds (``addcmul``) over time: at these tiny kernels that is cheaper than the
-        convolution, forward and backward, on a CPU.
-        """
-        weight, bias = self.conv1d.weight[:, 0, :], self.conv1d.bias  # (d_inner, d_conv)
-        d_conv, length = weight.shape[1], x_in.shape[-1] - weight.shape[1] + 1
-        out = (
-            x_in[..., :length] * weight[:, :1]
-            if bias is None
-            else torch.addcmul(bias[:, None], weight[:, :1], x_in[..., :length])
-        )
-        for k in range(1, d_conv):
-            out = torch.addcmul(out, weight[:, k : k + 1], x_in[..., k : k + length])
-        return out
 
     def step(self, hidden: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One token, the recurrent form: hidden (B, d_model) and (conv_state (B, d_inner,

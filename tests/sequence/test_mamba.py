@@ -329,21 +329,6 @@ def test_step_by_step_equals_parallel_and_sequential_forward(selective):
     assert_close(torch.cat(parts + [last[:, None]], 1), full, what="chunked prefill + step")
 
 
-@pytest.mark.parametrize("conv_bias", [True, False])
-def test_causal_conv_equals_the_conv1d_module(conv_bias):
-    """The shifted multiply-adds give nn.Conv1d's values (padded, trimmed) and gradients."""
-    torch.manual_seed(0)
-    block = MambaBlock(MambaConfig(d_model=8, d_state=4, d_conv=4, conv_bias=conv_bias))
-    x = torch.randn(3, block.config.d_inner, 11, requires_grad=True)
-    ours = block.causal_conv(torch.nn.functional.pad(x, (3, 0)))
-    ref = block.conv1d(x)[..., :11]
-    assert_close(ours, ref, what="causal conv vs conv1d")
-    grads = torch.autograd.grad(ours.square().sum(), [x, *block.conv1d.parameters()])
-    ref_grads = torch.autograd.grad(ref.square().sum(), [x, *block.conv1d.parameters()])
-    for g, r in zip(grads, ref_grads):
-        assert_close(g, r, what="causal conv gradient vs conv1d")
-
-
 def test_generate_is_greedy_over_full_forward():
     torch.manual_seed(1)
     model = MambaLM(d_model=16, n_layer=1, vocab_size=11, d_state=4).eval()
