@@ -46,30 +46,41 @@ How it is fast: no Python loop per word (``paperlab.language.word2vec_batch``)
 A chunk of sentences becomes one array of word ids. Subsampling is one random draw per word,
 the windows are one ``randint`` per word, and the (centre, context) pairs of every offset
 ``d = 1..window`` come from a comparison of shifted arrays. The chunk's centres are then
-trained in steps of about ``batch_rows`` (4096) rows read (each centre's context rows plus
-its output rows): gather the rows a step touches, compute all its dot products and
-gradients, and ``index_add_`` them back. Only touched rows are read or written, large
-temporaries reuse the same buffers step after step, and the same code runs on CUDA
-(``device="cuda"``). Everything that does not depend on the weights is done once per chunk,
-not per step: the negatives (drawn from an alias table, ``word2vec_batch.AliasSampler``: O(1)
-per draw where a binary search of the cumulative distribution cost 9% of a CBOW epoch), the
-output rows, labels and masks of every centre, and for CBOW the real context words back to
-back (``embedding_bag`` with offsets reads no padded slot). Where the CPU time goes (CBOW,
-negative 5, head500, one thread, torch profiler): the two ``index_add_`` scatters of a step
-about a quarter, the gathers a fifth, the two ``bmm`` a tenth, ``embedding_bag`` 5%, the chunk
-preparation (windows, masks, draws) about 10%, the rest small per-step ops; random rows of
-two 8 MB tables, so the scatters and gathers run near memory speed, not at the CPU's.
+trained in steps of about ``batch_rows`` (4096) rows read, counted as each centre's
+``2 window`` context slots plus its output rows (``cbow_ns_batch_rows``, 16384, for CBOW with
+the mean and negative sampling alone; a quarter of ``batch_rows`` for CBOW with the sum):
+gather the rows a step touches, compute all its dot products and gradients, and
+``index_add_`` them back. Only touched rows are read or written, large temporaries reuse the
+same buffers step after step, and the same code runs on CUDA (``device="cuda"``).
+Everything that does not depend on the weights is done once per chunk, not per step: the
+negatives (drawn from an alias table, ``word2vec_batch.AliasSampler``: O(1) per draw where a
+binary search of the cumulative distribution cost 9% of a CBOW epoch), the output rows,
+labels and masks of every centre, for CBOW the real context words back to back
+(``embedding_bag`` with offsets reads no padded slot), and the split of all of these into the
+steps' parts (one call per tensor: Python indexing holds the GIL, which ``workers > 1``
+share). Where the CPU time goes (CBOW, negative 5, head500, one thread, torch profiler): the
+``index_add_`` scatters about a fifth, the gathers an eighth, ``embedding_bag`` 4%, the chunk
+preparation (windows, masks, draws) about 10%, the rest many small per-step ops; random rows
+of two 8 MB tables, so the scatters and gathers run near memory speed, not at the CPU's.
+Batched products with a dimension of 1 are slow on the CPU (a (N, 1, 1) x (N, 1, 100)
+``bmm`` took 350-560 us where the broadcast product takes tens), so a layer with one input
+and one row per group uses elementwise products instead.
 
-Three departures from word2vec.c make this possible; the quality tests (gensim's own sanity
+Four departures from word2vec.c make this possible; the quality tests (gensim's own sanity
 bar on the Lee corpus, wordsim353 on head500 beside gensim) are the evidence that the results
 are equivalent:
 
 - a step reads all its rows before writing any ("Hogwild within a batch"), where word2vec.c
   updates after every pair, so a row's updates in one step are summed rather than chained;
-  a row that one step updates more than ``row_cap`` (16) times (the Huffman root, frequent
-  negatives, frequent words without subsampling) gets ``row_cap / n`` of the sum: at most 16
-  updates' worth, along their mean (``word2vec_batch`` explains why; without the cap the
-  root's summed update overshoots and hierarchical softmax falls behind gensim);
+  a row that one step updates more than ``cap`` times (the Huffman root, frequent negatives,
+  frequent words without subsampling) gets ``cap / n`` of the sum: at most ``cap`` updates'
+  worth, along their mean (``word2vec_batch`` explains why; without the cap the root's
+  summed update overshoots and hierarchical softmax falls behind gensim). ``cap`` is
+  ``row_cap`` (16) at ``batch_rows`` and grows as the square root of the rows per step (the
+  square-root learning-rate scaling for a larger batch): 32 at CBOW's 16384. There, with 16,
+  the Lee sanity ranks of CBOW at gensim's defaults fell to 238, 82, 61 (seeds 1-3; gensim
+  36, 30, 16): four times fewer steps moved the frequent rows too little; with 32 they are
+  24, 13, 10; with 64 the run without subsampling diverged;
 - step k of a chunk trains its centres k, k + S, k + 2S, ... (S steps), so no two centres of
   one step are neighbours and the overlapping windows of neighbouring words are chained
   step after step, not summed within one;
@@ -77,8 +88,15 @@ are equivalent:
   per centre, as pWord2Vec does: Ji et al. 2016, "Parallelizing Word2Vec in Shared and
   Distributed Memory"), so the step is a small matrix product (contexts x (1 + K)) instead
   of one dot product per (pair, negative). Each pair still sees K negatives from the same
-  noise distribution; word2vec.c draws them per pair. CBOW draws per centre, as word2vec.c.
-  For one pair the update is word2vec.c's exactly (tested in float64).
+  noise distribution; word2vec.c draws them per pair. For one pair the update is
+  word2vec.c's exactly (tested in float64);
+- in CBOW, ``cbow_negative_share`` (4) centres of a step share one draw of K negatives, the
+  same idea across centres: their four inputs meet the same K rows in one (4 x K) product,
+  and the step gathers and scatters 1 + K/4 output rows per centre instead of 1 + K (a
+  negative equal to one centre's target is skipped for that centre only). On head500
+  (wordsim353, 20 epochs, seeds 1-3) this and the larger step give 0.489, 0.496, 0.481
+  where the word2vec.c-like step gave 0.474, 0.456, 0.459 and gensim 0.479, 0.465, 0.489;
+  8 centres a draw failed Lee's bar for CBOW with the sum (ranks 98, 25, 92).
 
 Threads (``workers``), as word2vec.c and gensim: Hogwild
 ---------------------------------------------------------
@@ -189,6 +207,11 @@ class Word2Vec:
     # CBOW with the sum, whose large summed h makes the summed updates of a step overshoot
     # (Lee sanity ranks 134, 60, 120 on seeds 1-3 at 4096; 36, 22, 33 at 1024; gensim 41, 7, 3)
     batch_rows = 4096
+    # CBOW (mean) with negative sampling alone: four times the rows (fewer, larger steps:
+    # faster, and with 2 workers fewer GIL hand-offs per word), with the cap scaled to match;
+    # hierarchical softmax keeps batch_rows
+    cbow_ns_batch_rows = 16384
+    cbow_negative_share = 4  # CBOW: centres per draw of K negatives (module docstring)
     row_cap: float | None = 16.0  # the most pair updates a row takes in full per step
 
     def __init__(
@@ -358,11 +381,22 @@ class Word2Vec:
             reduced = torch.zeros(len(ids), dtype=torch.long, device=dev)
         pos, mask = reduced_windows(sentence, reduced, self.window)
         centres = torch.nonzero(mask.any(1))[:, 0]
+        if len(centres) == 0:  # no position has a context (one-word sentences)
+            return 0.0
         outputs = (self.negative + 1 if self.negative else 0) + (
             self._tree[0].shape[1] if self.hs else 0
         )
-        rows_read = self.batch_rows if self.sg or self.cbow_mean else self.batch_rows // 4
+        if self.sg:
+            rows_read = self.batch_rows
+        elif not self.cbow_mean:
+            rows_read = self.batch_rows // 4
+        else:
+            rows_read = self.batch_rows if self.hs else self.cbow_ns_batch_rows
         step = max(16, rows_read // (outputs + 2 * self.window))  # rows read per centre
+        # the cap grows as the square root of the step (the square-root learning-rate scaling
+        # for a k-times larger batch): at 4x the rows a frequent row may move 2x as far
+        cap = self.row_cap
+        cap = None if cap is None else cap * math.sqrt(rows_read / self.batch_rows)
         # step k trains centres k, k + S, k + 2S, ... (S steps): the centres of one step are
         # far apart, so the overlapping windows of neighbouring words are chained step after
         # step (as word2vec.c chains them) instead of being summed within a step
@@ -374,15 +408,31 @@ class Word2Vec:
         # the output rows of every centre, once per chunk (sliced per step below)
         n_inputs = mask.sum(1)  # real context words per centre
         per_pair = n_inputs[:, None].float() if self.sg else 1.0  # pair updates per output row
+        # a layer: (rows, labels, valid, pair updates per row, weights, hs, centres per row
+        # group); a step slices centres a:b, and a layer of groups of G centres a/G : b/G
         layers = []
         if self.hs:
             rows, label, valid = hs_rows(targets, self._tree)
-            layers.append((rows, label.float(), valid, valid * per_pair, self.syn1, True))
-        if self.negative:  # one draw of K negatives per centre, shared by its inputs
+            layers.append((rows, label.float(), valid, valid * per_pair, self.syn1, True, 1))
+        share = 1 if self.sg else self.cbow_negative_share
+        if self.negative and share > 1:  # CBOW: G centres share one draw of K negatives
+            n_groups = -(-len(centres) // share)
+            negatives = self._noise.draw((n_groups, self.negative), gen)
+            padded = torch.full((n_groups * share,), -1, dtype=targets.dtype, device=dev)
+            padded[: len(targets)] = targets
+            # (groups, G, K): a negative equal to a centre's target is skipped for that centre
+            valid = negatives[:, None, :] != padded.view(n_groups, share, 1)
+            valid &= (padded >= 0).view(n_groups, share, 1)
+            ones = torch.ones(len(centres), 1, device=dev)
+            layers.append((targets[:, None], ones, ones.bool(), ones, self.syn1neg, False, 1))
+            label = torch.zeros(1, 1, device=dev).expand(n_groups, self.negative)
+            layers.append((negatives, label, valid, valid.sum(1).float(), self.syn1neg, False,
+                           share))  # fmt: skip
+        elif self.negative:  # one draw of K negatives per centre, shared by its inputs
             negatives = self._noise.draw((len(centres), self.negative), gen)
             rows, label, valid = ns_rows(targets, negatives)
             label = label.float().expand(len(centres), -1)
-            layers.append((rows, label, valid, valid * per_pair, self.syn1neg, False))
+            layers.append((rows, label, valid, valid * per_pair, self.syn1neg, False, 1))
         if not self.sg:  # CBOW: the real context words back to back, with their weights
             slots = torch.nonzero(mask)  # (S, 2): centre, column
             group = slots[:, 0].contiguous()
@@ -391,31 +441,49 @@ class Word2Vec:
             weights = (1.0 / size[:, 0]).index_select(0, group) if self.cbow_mean else None
             starts = torch.cumsum(n_inputs, 0) - n_inputs
         loss = torch.zeros((), device=dev)
-        q, r = divmod(len(centres), max(n_steps, 1))
+        # step bounds, multiples of G (for the layers of groups) except the chunk's end
+        unit = share if self.negative else 1
+        q, r = divmod(-(-len(centres) // unit), max(n_steps, 1))
         bounds = [0]
         for k in range(n_steps):
-            bounds.append(bounds[-1] + q + (k < r))
-        if not self.sg:
-            slot_bounds = torch.cat([starts, n_inputs.sum().reshape(1)])[bounds].tolist()
-        for k in range(n_steps):
-            a, b = bounds[k], bounds[k + 1]
-            step_layers = [(rows[a:b], lab[a:b], val[a:b], pairs[a:b].reshape(-1), w, hs)
-                           for rows, lab, val, pairs, w, hs in layers]  # fmt: skip
+            bounds.append(bounds[-1] + unit * (q + (k < r)))
+        bounds[-1] = len(centres)
+        # every chunk tensor split into its steps' parts once (one call each, not a slice per
+        # step: Python indexing holds the GIL, which the workers of ``workers > 1`` share)
+        sizes = [b - a for a, b in zip(bounds, bounds[1:])]
+        group_sizes = [-(-b // unit) - a // unit for a, b in zip(bounds, bounds[1:])]
+        per_layer = []
+        for rows, lab, val, pairs, w, hs, g in layers:
+            parts = sizes if g == 1 else group_sizes
+            flat_parts = [n * rows.shape[1] for n in parts]
+            per_layer.append([(r_, l_, v_, p_, w, hs, g) for r_, l_, v_, p_ in zip(
+                rows.split(parts), lab.split(parts), val.split(parts),
+                pairs.reshape(-1).split(flat_parts))])  # fmt: skip
+        if self.sg:
+            inputs = list(zip(context.split(sizes), mask.split(sizes)))
+        else:  # each step's slots, with offsets and centres counted from the step's start
+            step_of = torch.repeat_interleave(torch.tensor(sizes, dtype=torch.long, device=dev))
+            first = torch.tensor(bounds[:-1], device=dev).index_select(0, step_of)
+            slot_bounds = torch.cat([starts, n_inputs.sum().reshape(1)])[bounds]
+            local_starts = starts - slot_bounds[:-1].index_select(0, step_of)
+            local_group = group - first.index_select(0, group)
+            slot_sizes = slot_bounds.diff().tolist()
+            inputs = list(zip(
+                words.split(slot_sizes), local_starts.split(sizes), local_group.split(slot_sizes),
+                (weights if weights is not None else torch.ones(len(words), device=dev)
+                 ).split(slot_sizes),
+                size.split(sizes)))  # fmt: skip
+        for step_layers, step_inputs in zip(zip(*per_layer), inputs):
 
             def outputs(h, m, layers=step_layers):
-                return self._output_layer(h, m, layers, alpha, ws)
+                return self._output_layer(h, m, layers, alpha, cap, ws)
 
             if self.sg:
-                part = train_skipgram(self._vectors, context[a:b], mask[a:b], outputs,
-                                      self.row_cap, ws)  # fmt: skip
+                part = train_skipgram(self._vectors, *step_inputs, outputs, cap, ws)
             else:
-                sa, sb = slot_bounds[k], slot_bounds[k + 1]
-                w = None if weights is None else weights[sa:sb]
-                ones = ws.ones(sb - sa, dev) if w is None else w
-                part = train_cbow(self._vectors, words[sa:sb], starts[a:b] - sa, ones,
-                                  group[sa:sb] - a, outputs,
-                                  None if self.cbow_mean else size[a:b], self.row_cap,
-                                  ws)  # fmt: skip
+                words_k, starts_k, group_k, weights_k, size_k = step_inputs
+                part = train_cbow(self._vectors, words_k, starts_k, weights_k, group_k, outputs,
+                                  None if self.cbow_mean else size_k, cap, ws)  # fmt: skip
             if part is not None:
                 loss += part
         return float(loss) if self._with_loss else 0.0
@@ -426,18 +494,27 @@ class Word2Vec:
         mask: torch.Tensor | None,
         layers: list,
         alpha: float,
+        cap: float | None,
         ws: Workspace,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         squeeze = h.dim() == 2
-        h = h[:, None, :] if squeeze else h
-        neu1e, loss, with_loss, cap = None, None, self._with_loss, self.row_cap
-        for rows, label, valid, pairs, weights, hs in layers:
-            part, lpart = output_step(h, mask, rows, label, valid, weights, alpha, hs, with_loss,
-                                      cap, ws, pairs)  # fmt: skip
-            neu1e = part if neu1e is None else neu1e + part
+        h = h.unsqueeze(1) if squeeze else h
+        neu1e, loss, with_loss = None, None, self._with_loss
+        for rows, label, valid, pairs, weights, hs, share in layers:
+            if share == 1:
+                part, lpart = output_step(h, mask, rows, label, valid, weights, alpha, hs,
+                                          with_loss, cap, ws, pairs)  # fmt: skip
+            else:  # CBOW (h is (N, 1, D)): groups of G centres share their output rows
+                n, _, d = h.shape
+                hg = h if n % share == 0 else torch.cat([h, h.new_zeros(-n % share, 1, d)])
+                part, lpart = output_step(hg.view(-1, share, d), None, rows, label, valid,
+                                          weights, alpha, hs, with_loss, cap, ws, pairs,
+                                          "shared")  # fmt: skip
+                part = part.reshape(-1, 1, d)[:n]
+            neu1e = part if neu1e is None else neu1e.add_(part)  # a step buffer: in place
             loss = lpart if loss is None else (loss + lpart if lpart is not None else loss)
         assert neu1e is not None
-        return (neu1e[:, 0] if squeeze else neu1e), loss
+        return (neu1e.squeeze(1) if squeeze else neu1e), loss
 
     def train(
         self,

@@ -82,13 +82,13 @@ def row_scale(
     else:
         counts = workspace.zeros("row_counts", n_rows, rows.device)
         ones = weight if weight is not None else workspace.ones(len(rows), rows.device)
-        counts.index_add_(0, rows, ones.to(torch.float32))
+        counts.index_add_(0, rows, ones if ones.dtype == torch.float32 else ones.float())
         n = counts.index_select(0, rows)
         counts.index_fill_(0, rows, 0.0)
     if float(n.max()) <= cap:
         return None
     # min(1, cap / n) = cap / max(n, cap)
-    return n.clamp_(min=cap).reciprocal_().mul_(cap)
+    return torch.div(cap, n.clamp_(min=cap))
 
 
 class Workspace:
@@ -101,8 +101,13 @@ class Workspace:
 
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
+        self._views: dict[tuple, torch.Tensor] = {}  # (name, shape, dtype, device) -> view
 
     def __call__(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        key = (name, shape, like.dtype, like.device)
+        view = self._views.get(key)  # a step's shapes recur: reuse the view object too
+        if view is not None:
+            return view
         size = math.prod(shape)
         buf = self._buffers.get(name)
         if (
@@ -112,7 +117,11 @@ class Workspace:
             or buf.device != like.device
         ):
             buf = self._buffers[name] = torch.empty(size, dtype=like.dtype, device=like.device)
-        return buf[:size].view(shape)
+            self._views = {k: v for k, v in self._views.items() if k[0] != name}
+        if len(self._views) > 4096:  # bounded: shapes vary with the steps' sizes
+            self._views.clear()
+        view = self._views[key] = buf.narrow(0, 0, size).view(shape)
+        return view
 
     def zeros(self, name: str, size: int, device: torch.device) -> torch.Tensor:
         """A persistent float32 (size,) buffer of zeros; the caller leaves it zero again."""
@@ -126,7 +135,7 @@ class Workspace:
         buf = self._buffers.get("ones")
         if buf is None or buf.numel() < size or buf.device != device:
             buf = self._buffers["ones"] = torch.ones(max(size, 1024), device=device)
-        return buf[:size]
+        return buf.narrow(0, 0, size)
 
 
 def _fresh(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -138,42 +147,54 @@ def _add_rows(
 ):
     scale = row_scale(rows, weights.shape[0], cap, count, ws if isinstance(ws, Workspace) else None)
     if scale is not None:  # every update here is a fresh tensor: scaled in place
-        update.mul_(scale.to(update.dtype)[:, None])
+        update.mul_((scale if scale.dtype == update.dtype else scale.to(update.dtype)).unsqueeze(1))
     weights.index_add_(0, rows, update)
 
 
-def output_step(h, mask, rows, label, valid, weights, alpha, hs, compute_loss, cap, ws, pairs=None):
+def output_step(
+    h, mask, rows, label, valid, weights, alpha, hs, compute_loss, cap, ws, pairs=None, tag=None
+):
     """The shared step: f = h . u, g = (label - s(f)) alpha, u += sum g h, return sum g u.
 
-    h (N, M, D): M inputs per group, ``mask`` (N, M) or None (all real); rows, label and
-    valid (N, R): the R output rows of each group, their labels (float, or (1, R)), which of
-    them count; ``pairs`` (N * R,) float or None: the pair updates each output row carries
-    (its group's real inputs; computed here when None). ``ws``: a ``Workspace`` or ``_fresh``.
+    h (N, M, D): M inputs per group, ``mask`` (N, M) or None (all real); rows and label
+    (N, R): the R output rows of each group and their labels (float, or (1, R)); ``valid``
+    (N, R), or (N, M, R) per input: which (input, row) pairs count; ``pairs`` (N * R,) float
+    or None: the pair updates each output row carries (computed here when None). ``ws``: a
+    ``Workspace`` or ``_fresh``; ``tag`` names the buffer of the returned update (default
+    "hs" or "ns"), so that two layers of one step return updates in different buffers.
     """
     n, m, d = h.shape
     flat = rows.reshape(-1)
-    r, tag = rows.shape[1], "hs" if hs else "ns"
+    r, tag = rows.shape[1], tag or ("hs" if hs else "ns")
     u = torch.index_select(weights, 0, flat, out=ws("u", (n * r, d), h)).view(n, r, d)
-    f = torch.bmm(h, u.transpose(1, 2))  # (N, M, R)
-    keep = valid[:, None, :] if mask is None else mask[:, :, None] & valid[:, None, :]
+    # (N, M, R); batched matmuls with a dimension of 1 are slow on the CPU: products instead
+    f = (h * u).sum(2, keepdim=True) if m == 1 and r == 1 else torch.bmm(h, u.transpose(1, 2))
+    keep = valid if valid.dim() == 3 else valid.unsqueeze(1)
+    keep = keep if mask is None else mask.unsqueeze(2) & keep
+    if cap is not None and pairs is None:  # (input, row) pairs per output row
+        pairs = keep.expand(n, m, r).sum(1).reshape(-1).to(h.dtype)
     s = torch.sigmoid(f)
     if hs:  # hierarchical softmax: word2vec.c skips a node with |f| >= MAX_EXP
         keep = keep & (f.abs() < MAX_EXP)
     else:  # negative sampling: word2vec.c's table gives 1 above MAX_EXP, 0 below -MAX_EXP
         s.masked_fill_(f > MAX_EXP, 1.0).masked_fill_(f < -MAX_EXP, 0.0)
-    lab = label[:, None, :].to(h.dtype)
+    lab = label if label.dim() == 3 else label.unsqueeze(1)  # (N or 1, 1, R)
+    lab = lab if lab.dtype == h.dtype else lab.to(h.dtype)
     g = (lab - s).mul_(keep).mul_(alpha)
-    neu1e = torch.bmm(g, u, out=ws(f"neu1e_{tag}", (n, m, d), h))  # (N, M, D), from the old u
-    if cap is not None and pairs is None:
-        per_group = m if mask is None else mask.sum(1, keepdim=True)
-        pairs = (valid * per_group).reshape(-1).to(h.dtype)
+    neu1e = ws(f"neu1e_{tag}", (n, m, d), h)  # (N, M, D), from the old u
+    torch.mul(g, u, out=neu1e) if r == 1 else torch.bmm(g, u, out=neu1e)
+    # the cap's scale of each output row goes into g (N, M, R), not into its (N, R, D) update
+    scale = row_scale(flat, weights.shape[0], cap, pairs, ws if isinstance(ws, Workspace) else None)
+    if scale is not None:
+        g = g * (scale if scale.dtype == g.dtype else scale.to(g.dtype)).view(n, 1, r)
+    gt = g.transpose(1, 2)
     # u's update sum_m g h: one broadcast product for a single input (CBOW), else a matmul
     du = ws("du", (n, r, d), h)  # (N, R, D)
     if m == 1:
-        torch.mul(g.transpose(1, 2), h, out=du)
+        torch.mul(gt, h, out=du)
     else:
-        torch.bmm(g.transpose(1, 2), h, out=du)
-    _add_rows(weights, flat, du.reshape(-1, d), cap, pairs, ws)
+        torch.bmm(gt, h, out=du)
+    weights.index_add_(0, flat, du.view(-1, d))
     if not compute_loss:
         return neu1e, None
     loss = -(F.logsigmoid((2 * lab - 1) * f) * keep).sum()
@@ -347,7 +368,8 @@ def train_cbow(
     """
     ws = workspace or _fresh
     d = vectors.shape[1]
-    h = F.embedding_bag(words, vectors, offsets, mode="sum", per_sample_weights=weights)
+    # the op itself (mode 0: sum), without F.embedding_bag's Python checks on every step
+    h = torch.embedding_bag(vectors, words, offsets, False, 0, False, weights, False, None)[0]
     neu1e, loss = outputs(h, None)
     if size is not None:  # gensim spreads a summed context's error over its words
         neu1e = neu1e / size

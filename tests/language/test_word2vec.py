@@ -22,7 +22,12 @@ from paperlab.language.word2vec import (
     padded_tree,
     reduced_windows,
 )
-from paperlab.language.word2vec_batch import AliasSampler, Workspace, row_scale
+from paperlab.language.word2vec_batch import (
+    AliasSampler,
+    Workspace,
+    output_step,
+    row_scale,
+)
 
 pytestmark = pytest.mark.note("D1", reference="gensim formulas; word2vec.c updates (float64)")
 
@@ -71,24 +76,27 @@ def _c_sg_hs(syn0, syn1, last_word, code, point, alpha):
     syn0[l1] += neu1e
 
 
-@pytest.mark.parametrize("scale", [0.3, 4.0], ids=["inside", "clipped"])
-def test_one_negative_sampling_update_equals_word2vec_c(scale):
+@pytest.mark.parametrize(
+    "scale, negatives",
+    [(0.3, [5, 3, 0, 9]), (4.0, [5, 3, 0, 9]), (0.3, [])],  # negative 3 == target: skipped
+    ids=["inside", "clipped", "target-only"],  # target-only: the products for one row
+)
+def test_one_negative_sampling_update_equals_word2vec_c(scale, negatives):
     rng = np.random.default_rng(0)
     v, d = 12, 8
     syn0 = rng.standard_normal((v, d)) * scale
     syn1neg = rng.standard_normal((v, d)) * scale
-    word, context, negatives, alpha = 3, 7, [5, 3, 0, 9], 0.025  # negative 3 == target: skipped
+    word, context, alpha = 3, 7, 0.025
     ref0, ref1 = syn0.copy(), syn1neg.copy()
     _c_sg_neg(ref0, ref1, word, context, negatives, alpha)
 
     w0, w1 = torch.tensor(syn0), torch.tensor(syn1neg)
-    neu1e, loss = ns_update(
-        w0[[context]], torch.tensor([word]), torch.tensor([negatives]), w1, alpha
-    )
+    negs = torch.tensor(negatives, dtype=torch.long).view(1, -1)
+    neu1e, loss = ns_update(w0[[context]], torch.tensor([word]), negs, w1, alpha)
     w0.index_add_(0, torch.tensor([context]), neu1e)
     np.testing.assert_allclose(w0.numpy(), ref0, atol=1e-12, rtol=0)
     np.testing.assert_allclose(w1.numpy(), ref1, atol=1e-12, rtol=0)
-    f = [float(syn0[context] @ syn1neg[t]) for t in (word, 5, 0, 9)]
+    f = [float(syn0[context] @ syn1neg[t]) for t in [word] + [n for n in negatives if n != word]]
     expect = -math.log(_sigmoid(f[0])) - sum(math.log(_sigmoid(-x)) for x in f[1:])
     assert float(loss) == pytest.approx(expect, rel=1e-10)
 
@@ -135,6 +143,61 @@ def test_grouped_update_is_the_sum_of_pair_updates_from_the_same_weights():
             expect_in[i, j] = e[0].numpy()
     np.testing.assert_allclose(w1.numpy(), expect_out, atol=1e-12)
     np.testing.assert_allclose(neu1e.numpy() * mask[..., None], expect_in, atol=1e-12)
+
+
+def test_shared_negatives_update_is_the_sum_of_each_centres_update():
+    """CBOW's groups: G centres meet the same K negative rows (valid per centre and row, so a
+    negative equal to one centre's target is skipped for that centre only); the update is the
+    sum of each centre's own negative-sampling update with those negatives, from the same
+    weights."""
+    rng = np.random.default_rng(3)
+    v, d, groups, share, k = 15, 6, 3, 4, 5
+    syn1 = rng.standard_normal((v, d)) * 0.5
+    h = rng.standard_normal((groups, share, d)) * 0.5
+    targets = rng.integers(0, v, (groups, share))
+    negatives = rng.integers(0, v, (groups, k))
+    negatives[0, 1] = targets[0, 2]  # skipped for centre (0, 2), counted for the others
+    w1 = torch.tensor(syn1)
+    valid = torch.tensor(negatives[:, None, :] != targets[:, :, None])
+    label = torch.zeros(1, 1, dtype=torch.float64).expand(groups, k)
+    neu1e, _ = output_step(torch.tensor(h), None, torch.tensor(negatives), label, valid, w1,
+                           0.1, False, False, None, Workspace())  # fmt: skip
+    expect_out, expect_in = syn1.copy(), np.zeros((groups, share, d))
+    for i in range(groups):
+        for j in range(share):
+            one = torch.tensor(syn1)
+            keep = valid[i, j][None]
+            e, _ = output_step(torch.tensor(h[i, j][None, None]), None,
+                               torch.tensor(negatives[i][None]), label[:1], keep, one, 0.1,
+                               False, False, None, Workspace())  # fmt: skip
+            expect_out += one.numpy() - syn1
+            expect_in[i, j] = e[0, 0].numpy()
+    np.testing.assert_allclose(w1.numpy(), expect_out, atol=1e-12)
+    np.testing.assert_allclose(neu1e.numpy(), expect_in, atol=1e-12)
+    assert valid[0, 2, 1].item() is False  # the skipped pair was exercised
+
+
+def test_cbow_groups_of_centres_share_one_draw_of_negatives(lee, monkeypatch):
+    """CBOW draws K negatives per group of ``cbow_negative_share`` centres, skip-gram per centre."""
+    shapes: list[tuple[int, ...]] = []
+    draw = AliasSampler.draw
+
+    def spy(self, shape, generator):
+        shapes.append(tuple(shape))
+        return draw(self, shape, generator)
+
+    monkeypatch.setattr(AliasSampler, "draw", spy)
+    kw = dict(min_count=2, vector_size=8, epochs=1, workers=1, negative=5, sample=0)
+    Word2Vec(lee[:40], sg=0, **kw)
+    cbow = list(shapes)
+    shapes.clear()
+    Word2Vec(lee[:40], sg=1, **kw)
+    centres = sum(len(s) for s in lee[:40])  # every word of a sentence of 2+ known words
+    share = Word2Vec.cbow_negative_share
+    assert share > 1 and all(k == 5 for _, k in cbow + shapes)
+    assert sum(n for n, _ in cbow) * share >= sum(n for n, _ in shapes)
+    assert sum(n for n, _ in cbow) < sum(n for n, _ in shapes) / share + len(cbow)
+    assert sum(n for n, _ in shapes) <= centres
 
 
 def test_row_cap_scales_only_the_rows_above_it():

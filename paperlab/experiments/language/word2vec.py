@@ -28,8 +28,10 @@ wordsim353 Spearman and words/s, ours beside gensim's (min_count 3, 5 epochs). W
 the table is reported as skipped; the claims never depend on it (no wall clock in a verdict).
 
 Measured (quick, seeds 0-2, on the shared 2-core machine): skip-gram 0.981, 0.984, 0.987,
-CBOW 0.958, 0.962, 0.984 (with the alias-table negatives; before it 0.984, 1.000, 1.000 and
-0.971, 0.984, 0.968); shuffled controls 0.000-0.003; about 13 s user time. The head500
+CBOW 0.968, 0.962, 0.955 since CBOW's negatives are shared by groups of 4 centres and its
+steps are 4x larger (pilot, seeds 100-102: 0.968, 0.913, 0.971; before: 0.958, 0.962, 0.984,
+and before the alias-table negatives 0.984, 1.000, 1.000 and 0.971, 0.984, 0.968); shuffled
+controls 0.000-0.006; about 13 s user time. The head500
 table (seed 0, ours / gensim Spearman), first version: sg-NS 0.356 / 0.326 (sample 1e-3),
 0.335 / 0.339 (no sample); sg-HS 0.440 / 0.520, 0.509 / 0.522; CBOW-NS 0.063 / 0.028, 0.064 /
 0.005; CBOW-HS 0.524 / 0.522, 0.428 / 0.532. With the cap on shared rows and the interleaved
