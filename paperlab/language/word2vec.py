@@ -98,19 +98,23 @@ are equivalent:
   where the word2vec.c-like step gave 0.474, 0.456, 0.459 and gensim 0.479, 0.465, 0.489;
   8 centres a draw failed Lee's bar for CBOW with the sum (ranks 98, 25, 92).
 
-Threads (``workers``), as word2vec.c and gensim: Hogwild
----------------------------------------------------------
-On the CPU, ``workers=N > 1`` trains with N Python threads: the calling thread reads the
-corpus into a bounded queue of chunks, each worker takes the next chunk and trains it with its
-own generator and scratch buffers, and all of them update the shared ``wv.vectors``,
-``syn1neg`` and ``syn1`` rows without locks (Recht et al. 2011, "Hogwild!"; word2vec.c and
-gensim do the same). torch's ops release the GIL, so the workers' ops run in parallel; torch's
-own intra-op thread count is 1 while they run (restored afterwards), so N workers use about N
-cores. The learning rate of a chunk follows the global count of words the workers have
-processed. ``workers=1`` trains in the calling thread and is deterministic for a given
-``seed``; ``workers > 1`` is not (which worker takes which chunk, and the order in which
-updates of one row land, depend on the scheduler), as in gensim. On CUDA, training is one
-stream in the calling thread whatever ``workers`` says.
+Workers (``workers``), as word2vec.c and gensim: Hogwild
+--------------------------------------------------------
+On the CPU, ``workers=N > 1`` trains with N workers (``paperlab.language.word2vec_workers``):
+the caller reads the corpus into a bounded queue of chunks, each worker takes the next chunk
+and trains it with its own generator and scratch buffers, and all of them update the shared
+``wv.vectors``, ``syn1neg`` and ``syn1`` rows without locks (Recht et al. 2011, "Hogwild!";
+word2vec.c and gensim do the same with threads). On Linux the workers are forked processes
+and the weights sit in shared memory while they run: every torch op takes and releases the
+GIL, and two Python threads calling CBOW's many small ops ran only 1.3-1.4x as fast as one,
+where two processes ran 1.6-2.0x as fast (``paperlab bench word2vec``, all four settings).
+Elsewhere the workers are threads. torch's intra-op thread count is 1 while they run
+(restored afterwards), so N workers use about N cores. The learning rate of a chunk follows
+the shared count of words the workers have finished.
+``workers=1`` trains in the calling thread and is deterministic for a given ``seed``;
+``workers > 1`` is not (which worker takes which chunk, and the order in which updates of
+one row land, depend on the scheduler), as in gensim. On CUDA, training is one stream in the
+calling thread whatever ``workers`` says.
 
 The corpus (``sentences`` or a streamed ``corpus_file``) is read by
 ``paperlab.language.word2vec_corpus``.
@@ -127,9 +131,7 @@ from __future__ import annotations
 
 import json
 import math
-import queue
 import sys
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -155,6 +157,12 @@ from paperlab.language.word2vec_batch import (
     train_skipgram,
 )
 from paperlab.language.word2vec_corpus import check_sentence, corpus_sentences
+from paperlab.language.word2vec_workers import (
+    can_fork,
+    shared_copy,
+    train_in_processes,
+    train_in_threads,
+)
 from paperlab.registry import export_model
 
 __all__ = [
@@ -565,27 +573,29 @@ class Word2Vec:
 
         bar = _progress_bar() if show else None
         task = bar.add_task("w2v", total=planned, epoch="", speed="", lr="", loss="") if bar else 0
-        done = {"raw": 0, "effective": 0}  # the global words-processed count (all workers)
+        done = {"raw": 0, "effective": 0}  # words processed (all workers)
         losses: list[float] = []
-        lock = threading.Lock()
         t0 = time.perf_counter()
 
-        def run_job(job: tuple, gen: torch.Generator, ws: Workspace) -> None:
-            epoch, ids_np, sids_np, raw = job
-            with lock:  # the learning rate follows the words every worker has processed
-                alpha = start - (start - end) * min(done["raw"] / planned, 1.0)
+        def alpha_of(raw_done: int) -> float:  # linear decay over the words of all epochs
+            return start - (start - end) * min(raw_done / planned, 1.0)
+
+        def work(job: tuple, gen: torch.Generator, ws: Workspace, alpha: float) -> float:
+            _, ids_np, sids_np, _ = job
             ids = torch.from_numpy(ids_np).to(self.device)
             sids = torch.from_numpy(sids_np).to(self.device)
-            loss = self._train_chunk(ids, sids, alpha, gen, ws)
-            with lock:
-                losses.append(loss)
-                done["raw"] += raw
-                done["effective"] += len(ids_np)
-                if bar is not None:
-                    speed = done["raw"] / max(time.perf_counter() - t0, 1e-9)
-                    bar.update(task, completed=done["raw"], epoch=f"{epoch + 1}/{epochs}",
-                               speed=f"{speed:,.0f}", lr=f"{alpha:.5f}",
-                               loss=f"{loss / max(len(ids_np), 1):.3f}")  # fmt: skip
+            return self._train_chunk(ids, sids, alpha, gen, ws)
+
+        def record(job: tuple, loss: float, alpha: float) -> None:
+            epoch, ids_np, _, raw = job
+            losses.append(loss)
+            done["raw"] += raw
+            done["effective"] += len(ids_np)
+            if bar is not None:
+                speed = done["raw"] / max(time.perf_counter() - t0, 1e-9)
+                bar.update(task, completed=done["raw"], epoch=f"{epoch + 1}/{epochs}",
+                           speed=f"{speed:,.0f}", lr=f"{alpha:.5f}",
+                           loss=f"{loss / max(len(ids_np), 1):.3f}")  # fmt: skip
 
         threads = torch.get_num_threads()
         if on_cpu:  # every worker's ops single-threaded: the parallelism is the workers'
@@ -594,9 +604,10 @@ class Word2Vec:
             with torch.no_grad(), bar if bar else _Null():
                 if n_workers == 1:
                     for job in jobs():
-                        run_job(job, self.generator, self._workspace)
+                        alpha = alpha_of(done["raw"])
+                        record(job, work(job, self.generator, self._workspace, alpha), alpha)
                 else:
-                    self._train_threads(jobs(), run_job, n_workers)
+                    self._train_workers(jobs(), work, record, alpha_of, n_workers)
         finally:
             torch.set_num_threads(threads)
         self.epochs_trained += epochs
@@ -606,46 +617,27 @@ class Word2Vec:
         self._sync_wv()
         return effective, done_raw
 
-    def _train_threads(self, jobs: Iterator[tuple], run_job: Any, n_workers: int) -> None:
-        """Hogwild, as word2vec.c and gensim: ``n_workers`` threads share the weights.
+    def _train_workers(self, jobs, work, record, alpha_of, n_workers: int) -> None:
+        """Hogwild, as word2vec.c and gensim: ``n_workers`` workers share the weights.
 
-        This thread reads the corpus into a bounded queue of chunks; each worker takes the
-        next chunk and trains it with its own generator and scratch buffers, updating the
-        shared ``wv.vectors`` / ``syn1neg`` / ``syn1`` rows without locks (torch's ops release
-        the GIL, so the workers' single-threaded ops run in parallel). A worker's generator is
+        On Linux the workers are forked processes and the weights are moved into shared
+        memory for the run (``word2vec_workers``: torch ops from Python threads hand the GIL
+        back and forth at every op); elsewhere they are threads. A worker's generator is
         seeded from the model's, but which worker takes which chunk, and the order in which
         their updates of a row land, depend on the scheduler: not deterministic (as gensim).
         """
         seeds = torch.randint(0, 2**62, (n_workers,), generator=self.generator).tolist()
-        todo: queue.Queue = queue.Queue(maxsize=2 * n_workers)
-        errors: list[BaseException] = []
-
-        def worker(seed: int) -> None:
-            gen = torch.Generator(self.device).manual_seed(seed)
-            ws = Workspace()
-            with torch.no_grad():  # grad mode is per thread
-                while (job := todo.get()) is not None:
-                    if not errors:
-                        try:
-                            run_job(job, gen, ws)
-                        except BaseException as exc:  # re-raised by the caller's thread
-                            errors.append(exc)
-
-        pool = [threading.Thread(target=worker, args=(s,), daemon=True) for s in seeds]
-        for t in pool:
-            t.start()
+        if not can_fork():
+            train_in_threads(jobs, work, record, alpha_of, seeds)
+            return
+        names = [n for n in ("_vectors", "syn1neg", "syn1") if getattr(self, n) is not None]
+        for name in names:
+            setattr(self, name, shared_copy(getattr(self, name)))
         try:
-            for job in jobs:
-                if errors:
-                    break
-                todo.put(job)
-        finally:
-            for _ in pool:
-                todo.put(None)
-            for t in pool:
-                t.join()
-        if errors:
-            raise errors[0]
+            train_in_processes(jobs, work, record, alpha_of, seeds)
+        finally:  # back to ordinary tensors (the shared mappings are freed with the copies)
+            for name in names:
+                setattr(self, name, getattr(self, name).clone())
 
     # -------------------------------------------------------------------------- save / load
 

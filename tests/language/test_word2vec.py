@@ -4,6 +4,7 @@ gensim's shipped corpora beside gensim, save/load, streaming, bad input."""
 from __future__ import annotations
 
 import math
+import os
 import threading
 
 import numpy as np
@@ -13,6 +14,8 @@ from conftest import require
 
 from paperlab.algorithms.huffman import huffman_tree
 from paperlab.errors import ArgumentError, ArgumentTypeError
+from paperlab.language import word2vec as word2vec_module
+from paperlab.language import word2vec_workers
 from paperlab.language.word2vec import (
     Word2Vec,
     hs_update,
@@ -342,23 +345,51 @@ def test_lee_sanity_bar_of_gensim_more(lee, params):
     assert _bombings_rank(Word2Vec(lee, workers=1, seed=1, **params)) < 50
 
 
-def test_two_workers_train_in_two_threads_to_the_same_quality(lee, monkeypatch):
-    """workers=2: two Python threads train chunks (Hogwild), and pass the same sanity bar."""
+@pytest.mark.parametrize("fork", [True, False], ids=["processes", "threads"])
+def test_two_workers_train_chunks_in_parallel_to_the_same_quality(lee, monkeypatch, tmp_path, fork):
+    """workers=2: two workers train chunks (Hogwild), forked processes sharing the weights
+    where fork is available (Linux), else threads; both pass the bar workers=1 passes."""
+    if fork and not word2vec_workers.can_fork():
+        pytest.skip("no fork on this platform: the workers are threads")
+    monkeypatch.setattr(word2vec_module, "can_fork", lambda: fork)
     params = dict(sg=1, window=4, hs=0, negative=15, min_count=5, epochs=10, seed=1)
-    idents: set[int] = set()
+    log = tmp_path / "workers"
     train_chunk = Word2Vec._train_chunk
 
-    def spy(self, *args, **kwargs):
-        idents.add(threading.get_ident())
+    def spy(self, *args, **kwargs):  # runs in the worker (a child process, or a thread)
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {threading.get_ident()}\n")
         return train_chunk(self, *args, **kwargs)
 
     monkeypatch.setattr(Word2Vec, "_train_chunk", spy)
     threads = torch.get_num_threads()
     model = Word2Vec(lee, workers=2, **params)
-    assert len(idents) == 2 and threading.get_ident() not in idents
+    workers = {tuple(line.split()) for line in log.read_text().splitlines()}
+    pids = {pid for pid, _ in workers}
+    assert len(workers) == 2
+    if fork:  # two other processes, whose updates reached this process's weights
+        assert len(pids) == 2 and str(os.getpid()) not in pids
+    else:
+        assert pids == {str(os.getpid())}
+        assert str(threading.get_ident()) not in {tid for _, tid in workers}
     assert torch.get_num_threads() == threads  # the intra-op thread count is restored
     assert model.epochs_trained == 10 and model.words_trained == 10 * model.corpus_total_words
     assert _bombings_rank(model) < 50  # the bar workers=1 passes (test_lee_sanity_bar_of_gensim)
+    before = model.wv.vectors.copy()
+    model.train(lee[:50], epochs=1)  # the weights are ordinary tensors again, and train on
+    assert not np.array_equal(before, model.wv.vectors)
+
+
+def test_a_worker_that_dies_is_reported_not_waited_for(lee, monkeypatch):
+    if not word2vec_workers.can_fork():
+        pytest.skip("no fork on this platform: the workers are threads")
+
+    def die(self, *args, **kwargs):
+        os._exit(3)  # as a worker killed by the OS would end
+
+    monkeypatch.setattr(Word2Vec, "_train_chunk", die)
+    with pytest.raises(RuntimeError, match="died"):
+        Word2Vec(lee[:200], workers=2, min_count=2, vector_size=8, epochs=2)
 
 
 def test_a_worker_error_is_raised_in_the_caller(lee, monkeypatch):
