@@ -19,7 +19,9 @@ The batch
 - groups: one group per centre word with M inputs (skip-gram: its up to 2 window context
   vectors, padded and masked; CBOW: one, the context's mean or sum by ``embedding_bag``) and
   R output rows (1 + K for the target and its K negatives; the target's Huffman path, padded);
-  ``f`` is a batched matrix product (N, M, D) x (N, D, R);
+  CBOW's negatives instead form groups of G centres (M = G inputs) sharing K rows, with
+  ``valid`` per (input, row); ``f`` is a batched matrix product (N, M, D) x (N, D, R), or an
+  elementwise product when M = R = 1 (a ``bmm`` with unit dimensions is slow on the CPU);
 - writes: every row reads its old value, and the updates of the batch are added with
   ``index_add_`` ("Hogwild within a batch"), where word2vec.c chains them pair after pair.
 
@@ -182,7 +184,10 @@ def output_step(
     lab = lab if lab.dtype == h.dtype else lab.to(h.dtype)
     g = (lab - s).mul_(keep).mul_(alpha)
     neu1e = ws(f"neu1e_{tag}", (n, m, d), h)  # (N, M, D), from the old u
-    torch.mul(g, u, out=neu1e) if r == 1 else torch.bmm(g, u, out=neu1e)
+    if r == 1:
+        torch.mul(g, u, out=neu1e)
+    else:
+        torch.bmm(g, u, out=neu1e)
     # the cap's scale of each output row goes into g (N, M, R), not into its (N, R, D) update
     scale = row_scale(flat, weights.shape[0], cap, pairs, ws if isinstance(ws, Workspace) else None)
     if scale is not None:

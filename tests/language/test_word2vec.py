@@ -380,6 +380,35 @@ def test_two_workers_train_chunks_in_parallel_to_the_same_quality(lee, monkeypat
     assert not np.array_equal(before, model.wv.vectors)
 
 
+@pytest.mark.parametrize("mode", ["processes", "threads"])
+def test_workers_train_every_chunk_once_into_shared_weights(mode):
+    """The Hogwild drivers: every chunk is trained once, by a worker whose writes land in the
+    caller's tensor (``shared_copy`` for processes), and recorded once in the caller, with a
+    learning rate read from the shared count of finished words."""
+    if mode == "processes" and not word2vec_workers.can_fork():
+        pytest.skip("no fork on this platform: the workers are threads")
+    n = 20
+    slots = torch.zeros(n + 1, dtype=torch.float64)
+    slots = word2vec_workers.shared_copy(slots) if mode == "processes" else slots
+    jobs = [(0, None, None, raw) for raw in range(1, n + 1)]  # (epoch, ids, sids, raw words)
+
+    def work(job, gen, ws, alpha):
+        slots[job[-1]] += 1.0  # each chunk its own slot: no two workers write one
+        return float(job[-1])
+
+    recorded = []
+    driver = word2vec_workers.train_in_processes if mode == "processes" else (
+        word2vec_workers.train_in_threads)  # fmt: skip
+    driver(iter(jobs), work, lambda job, loss, alpha: recorded.append((job[-1], loss, alpha)),
+           lambda done: float(done), [1, 2])  # fmt: skip
+    assert sorted(raw for raw, _, _ in recorded) == list(range(1, n + 1))
+    assert slots[1:].tolist() == [1.0] * n and slots[0] == 0
+    assert all(loss == raw for raw, loss, _ in recorded)
+    total = n * (n + 1) // 2
+    assert all(0 <= alpha <= total - raw for raw, _, alpha in recorded)
+    assert any(alpha > 0 for _, _, alpha in recorded)  # the count grew while they worked
+
+
 def test_a_worker_that_dies_is_reported_not_waited_for(lee, monkeypatch):
     if not word2vec_workers.can_fork():
         pytest.skip("no fork on this platform: the workers are threads")
